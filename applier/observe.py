@@ -1,0 +1,215 @@
+"""Read the live state of exactly the objects a desired state names.
+
+Links are read by name, addresses and routes by link index and destination, so
+the cost of an observation does not grow with the number of pods on the node.
+The snapshot is plain data (`compiler.model.Observed`), the diff's only input.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from applier.netns import Namespaces
+from applier.sysctl import read_sysctl
+from compiler.graph import DesiredState
+from compiler.model import (
+    Address,
+    Bridge,
+    HostVeth,
+    NetObject,
+    Observed,
+    PodLink,
+    PortVlans,
+    Route,
+    Snapshot,
+    Sysctl,
+)
+
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+BRIDGE_VLAN_INFO_PVID = 0x2
+BRIDGE_VLAN_INFO_UNTAGGED = 0x4
+ENODEV = 19
+
+
+class Observer:
+    """One observation pass; caches links so each is read once."""
+
+    def __init__(self, namespaces: Namespaces) -> None:
+        self.ns = namespaces
+        self._links: dict[tuple[str, str], Any] = {}
+        self._addrs: dict[tuple[str, int], list[Any]] = {}
+        self._routes: dict[tuple[str, int], list[Any]] = {}
+
+    def link(self, ns: str, name: str) -> Any | None:
+        key = (ns, name)
+        if key not in self._links:
+            if not self.ns.has(ns):
+                self._links[key] = None
+            else:
+                try:
+                    self._links[key] = self.ns.ipr(ns).link("get", ifname=name)[0]
+                except NetlinkError as exc:
+                    if exc.code != ENODEV:
+                        raise
+                    self._links[key] = None
+        return self._links[key]
+
+    def link_name(self, ns: str, index: int) -> str | None:
+        for (link_ns, name), msg in self._links.items():
+            if link_ns == ns and msg is not None and msg["index"] == index:
+                return name
+        try:
+            return self.ns.ipr(ns).link("get", index=index)[0].get("IFLA_IFNAME")
+        except NetlinkError:
+            return None
+
+    def addresses(self, ns: str, index: int) -> list[Any]:
+        key = (ns, index)
+        if key not in self._addrs:
+            self._addrs[key] = list(self.ns.ipr(ns).get_addr(index=index))
+        return self._addrs[key]
+
+    # -- one reader per kind ------------------------------------------------
+
+    def _link_basics(self, msg: Any) -> dict[str, Any]:
+        info = msg.get("IFLA_LINKINFO")
+        return {
+            "kind": info.get("IFLA_INFO_KIND") if info else None,
+            "up": bool(msg["flags"] & IFF_UP),
+            "mtu": msg.get("IFLA_MTU"),
+        }
+
+    def bridge(self, obj: Bridge) -> Observed | None:
+        msg = self.link(obj.ns, obj.name)
+        if msg is None:
+            return None
+        attrs = self._link_basics(msg)
+        attrs["promisc"] = bool(msg["flags"] & IFF_PROMISC)
+        data = (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_DATA")
+        if attrs["kind"] == "bridge":
+            attrs["vlan_filtering"] = bool(data.get("IFLA_BR_VLAN_FILTERING")) if data else False
+        addrs = self.addresses(obj.ns, msg["index"]) if attrs["kind"] == "bridge" else []
+        facts = {
+            "index": msg["index"],
+            "mac": msg.get("IFLA_ADDRESS"),
+            "ipv4": [f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" for a in addrs if a["family"] == 2],
+        }
+        return Observed(attrs, facts)
+
+    def host_veth(self, obj: HostVeth) -> Observed | None:
+        msg = self.link(obj.ns, obj.name)
+        if msg is None:
+            return None
+        attrs = self._link_basics(msg)
+        master = msg.get("IFLA_MASTER")
+        attrs["master"] = self.link_name(obj.ns, master) if master else None
+        slave = (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_SLAVE_DATA")
+        attrs["hairpin"] = bool(slave.get("IFLA_BRPORT_MODE")) if slave else False
+        attrs["isolated"] = bool(slave.get("IFLA_BRPORT_ISOLATED")) if slave else False
+        attrs["peer"] = self._peer_of(msg, obj.peer_name)
+        return Observed(attrs, {"index": msg["index"], "mac": msg.get("IFLA_ADDRESS")})
+
+    def _peer_of(self, host_msg: Any, pod_ifname: str) -> str | None:
+        """The pod link's name if the two ends point at each other, else None."""
+        pod = self.link("pod", pod_ifname)
+        if pod is None:
+            return None
+        if host_msg.get("IFLA_LINK") == pod["index"] and pod.get("IFLA_LINK") == host_msg["index"]:
+            return pod_ifname
+        return None
+
+    def pod_link(self, obj: PodLink) -> Observed | None:
+        msg = self.link(obj.ns, obj.name)
+        if msg is None:
+            return None
+        attrs = self._link_basics(msg)
+        attrs["mac"] = msg.get("IFLA_ADDRESS")
+        host = self.link("node", obj.peer_name)
+        linked = host is not None and msg.get("IFLA_LINK") == host["index"] and host.get("IFLA_LINK") == msg["index"]
+        attrs["peer"] = obj.peer_name if linked else None
+        return Observed(attrs, {"index": msg["index"], "mac": msg.get("IFLA_ADDRESS")})
+
+    def address(self, obj: Address) -> Observed | None:
+        link_kind_name = self.link(obj.ns, obj.link)
+        if link_kind_name is None:
+            return None
+        family = 2 if obj.interface.version == 4 else 10
+        for msg in self.addresses(obj.ns, link_kind_name["index"]):
+            if msg["family"] == family and ipaddress.ip_address(msg.get("IFA_ADDRESS")) == obj.interface.ip:
+                return Observed({"prefixlen": msg["prefixlen"]}, {"index": link_kind_name["index"]})
+        return None
+
+    def routes(self, ns: str, family: int) -> list[Any]:
+        """The main table of a namespace, dumped once (a pod's table is a handful of routes)."""
+        key = (ns, family)
+        if key not in self._routes:
+            self._routes[key] = list(self.ns.ipr(ns).get_routes(family=family, table=254))
+        return self._routes[key]
+
+    def route(self, obj: Route) -> Observed | None:
+        link = self.link(obj.ns, obj.dev)
+        if link is None:
+            return None
+        family = 2 if obj.dst.version == 4 else 10
+        for msg in self.routes(obj.ns, family):
+            if msg["dst_len"] != obj.dst.prefixlen or msg.get("RTA_OIF") != link["index"]:
+                continue
+            dst = msg.get("RTA_DST")
+            if obj.dst.prefixlen and (dst is None or ipaddress.ip_address(dst) != obj.dst.network_address):
+                continue
+            return Observed({"gateway": msg.get("RTA_GATEWAY")}, {"proto": msg["proto"]})
+        return None
+
+    def sysctl(self, obj: Sysctl) -> Observed | None:
+        if not self.ns.has(obj.ns):
+            return None
+        with self.ns.inside(obj.ns):
+            value = read_sysctl(obj.path)
+        return None if value is None else Observed({"value": value})
+
+    def port_vlans(self, obj: PortVlans) -> Observed | None:
+        kind = "bridge" if obj.self_entry else "veth"
+        msg = self.link(obj.ns, obj.port)
+        if msg is None:
+            return None
+        vids = []
+        for entry in self.ns.ipr(obj.ns).get_vlans(index=msg["index"]):
+            if entry["index"] != msg["index"]:
+                continue
+            spec = entry.get("IFLA_AF_SPEC")
+            if not spec:
+                continue
+            for name, value in spec["attrs"]:
+                if name == "IFLA_BRIDGE_VLAN_INFO":
+                    flags = value["flags"]
+                    vids.append(
+                        (value["vid"], bool(flags & BRIDGE_VLAN_INFO_PVID), bool(flags & BRIDGE_VLAN_INFO_UNTAGGED))
+                    )
+        from compiler.model import format_vlans
+
+        return Observed({"vlans": format_vlans(vids)}, {"link_kind": kind})
+
+    def observe(self, obj: NetObject) -> Observed | None:
+        reader = {
+            Bridge: self.bridge,
+            HostVeth: self.host_veth,
+            PodLink: self.pod_link,
+            Address: self.address,
+            Route: self.route,
+            Sysctl: self.sysctl,
+            PortVlans: self.port_vlans,
+        }[type(obj)]
+        return reader(obj)
+
+
+def observe(namespaces: Namespaces, desired: DesiredState) -> Snapshot:
+    """Snapshot of every object the desired state names, present or absent."""
+    observer = Observer(namespaces)
+    snapshot: Snapshot = {}
+    for obj in desired.objects() + list(desired.absent):
+        snapshot[obj.key] = observer.observe(obj)
+    return snapshot

@@ -1,0 +1,174 @@
+"""Compile a pod's intent into a desired-state graph.
+
+Nodes are the typed objects of `compiler.model`; an edge A → B means B needs A
+(a port needs its bridge, an address its link, a route its address). The
+graph's topological order is the order of creation; teardown runs it backwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from compiler.model import (
+    NODE_NS,
+    POD_NS,
+    Address,
+    AddressLease,
+    Attachment,
+    Bridge,
+    HostVeth,
+    NetObject,
+    ObjectKey,
+    PodLink,
+    PortVlans,
+    Route,
+    RouteIntent,
+    Sysctl,
+)
+from intent.config import NetConf
+
+HOST_VETH_PREFIX = "loxi"
+
+
+def host_veth_name(attachment: Attachment) -> str:
+    """`loxi` + 11 hex digits, stable for (network, container id, ifname).
+
+    ADD retries, CHECK and DEL find the host end by name alone: no scan of the
+    node's links, so their cost does not grow with the number of pods.
+    """
+    digest = hashlib.sha256(f"{attachment.network}\0{attachment.container_id}\0{attachment.ifname}".encode())
+    return HOST_VETH_PREFIX + digest.hexdigest()[:11]
+
+
+@dataclass
+class DesiredState:
+    """The graph of what must exist, plus what must not (teardown)."""
+
+    graph: nx.DiGraph
+    absent: list[NetObject] = field(default_factory=list)
+
+    def objects(self) -> list[NetObject]:
+        return [self.graph.nodes[key]["obj"] for key in self.graph.nodes]
+
+    def get(self, key: ObjectKey) -> NetObject:
+        return self.graph.nodes[key]["obj"]
+
+    def order(self) -> list[NetObject]:
+        """Creation order: dependencies first, node namespace before the pod's, then by kind."""
+
+        def tie_break(key: ObjectKey) -> tuple[int, int, str]:
+            obj = self.graph.nodes[key]["obj"]
+            return (0 if obj.ns == NODE_NS else 1, obj.rank, str(key))
+
+        return [self.graph.nodes[k]["obj"] for k in nx.lexicographical_topological_sort(self.graph, key=tie_break)]
+
+    def by_kind(self, cls: type) -> list:
+        return [obj for obj in self.objects() if isinstance(obj, cls)]
+
+
+class _GraphBuilder:
+    def __init__(self) -> None:
+        self.graph = nx.DiGraph()
+
+    def add(self, obj: NetObject, needs: Iterable[NetObject] = ()) -> NetObject:
+        self.graph.add_node(obj.key, obj=obj)
+        for dep in needs:
+            self.graph.add_edge(dep.key, obj.key, reason=f"{obj.kind} needs {dep.kind}")
+        return obj
+
+
+def _vlan_members(conf: NetConf) -> tuple[tuple[int, bool, bool], ...]:
+    vids = [(conf.vlan, True, True)]
+    if conf.preserve_default_vlan and conf.vlan != 1:
+        vids.append((1, False, True))
+    return tuple(sorted(vids))
+
+
+def _gateway_for(lease: AddressLease) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The lease's gateway, or the subnet's first address as the reference defaults it."""
+    return lease.gateway or next(lease.interface.network.hosts())
+
+
+def compile_desired(
+    conf: NetConf,
+    attachment: Attachment,
+    leases: Sequence[AddressLease] = (),
+    routes: Sequence[RouteIntent] = (),
+) -> DesiredState:
+    """The graph an ADD must realise for this pod. Pure: no I/O."""
+    builder = _GraphBuilder()
+    bridge = builder.add(
+        Bridge(bridge=conf.bridge, mtu=conf.mtu, promisc=conf.promisc_mode, vlan_filtering=bool(conf.vlan))
+    )
+    host_name = host_veth_name(attachment)
+    veth = builder.add(
+        HostVeth(
+            host_name=host_name,
+            peer_name=attachment.ifname,
+            bridge=conf.bridge,
+            mtu=conf.mtu,
+            hairpin=conf.hairpin_mode,
+            isolated=conf.port_isolation,
+            peer_mac=conf.mac,
+        ),
+        needs=[bridge],
+    )
+    if conf.vlan:
+        builder.add(PortVlans(port=host_name, vids=_vlan_members(conf)), needs=[veth])
+    link = builder.add(PodLink(ifname=attachment.ifname, peer_name=host_name, mtu=conf.mtu, mac=conf.mac), needs=[veth])
+
+    gateway_objects: list[NetObject] = []
+    pod_addresses: dict[int, list[NetObject]] = {4: [], 6: []}
+    for lease in leases:
+        pod_addresses[lease.interface.version].append(
+            builder.add(Address(link=attachment.ifname, interface=lease.interface, namespace=POD_NS), needs=[link])
+        )
+        if conf.is_gateway:
+            gw = _gateway_for(lease)
+            gw_iface = ipaddress.ip_interface(f"{gw}/{lease.interface.network.prefixlen}")
+            gateway_objects.append(
+                builder.add(
+                    Address(link=conf.bridge, interface=gw_iface, exclusive_ipv4=conf.force_address), needs=[bridge]
+                )
+            )
+    if conf.is_gateway and conf.vlan:
+        builder.add(PortVlans(port=conf.bridge, vids=((conf.vlan, True, True),), self_entry=True), needs=[bridge])
+    if conf.is_gateway:
+        families = {lease.interface.version for lease in leases}
+        if 4 in families:
+            builder.add(Sysctl(path="net/ipv4/ip_forward", value="1"), needs=gateway_objects)
+        if 6 in families:
+            builder.add(Sysctl(path="net/ipv6/conf/all/forwarding", value="1"), needs=gateway_objects)
+
+    gateways = {}
+    for lease in leases:
+        gateways.setdefault(lease.interface.version, lease.gateway or (_gateway_for(lease) if conf.is_gateway else None))
+    wanted_routes = list(routes)
+    if conf.is_default_gateway:
+        for version, gw in gateways.items():
+            has_default = any(r.dst.prefixlen == 0 and r.dst.version == version for r in wanted_routes)
+            if gw is not None and not has_default:
+                wanted_routes.append(RouteIntent(dst=ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")))
+    for intent in wanted_routes:
+        gw = intent.gateway or gateways.get(intent.dst.version)
+        builder.add(
+            Route(dst=intent.dst, dev=attachment.ifname, gateway=gw),
+            needs=pod_addresses[intent.dst.version] or [link],
+        )
+    return DesiredState(builder.graph)
+
+
+def compile_teardown(conf: NetConf, attachment: Attachment) -> DesiredState:
+    """What DEL removes: the host veth, and with it the pod end and all on it.
+
+    Deleting by the host end works whatever state the pod is in: with CNI_NETNS
+    empty, gone, or not a namespace at all, the node side is still reachable.
+    Shared objects (bridge, gateway address, sysctls) stay for the other pods.
+    """
+    veth = HostVeth(host_name=host_veth_name(attachment), peer_name=attachment.ifname, bridge=conf.bridge)
+    return DesiredState(nx.DiGraph(), absent=[veth])

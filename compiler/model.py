@@ -1,0 +1,320 @@
+"""The typed objects of a desired-state graph.
+
+Each object names one thing in one network namespace (`node` is the namespace
+the plugin runs in, `pod` is CNI_NETNS) and the attributes loxi-cni manages on
+it. Attributes not listed are never read or written, so a pod's later changes by
+other plugins (a chained portmap, a service mesh) are not drift.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+NODE_NS = "node"
+POD_NS = "pod"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, order=True)
+class ObjectKey:
+    """Identity of an object: namespace, kind and a name unique within both."""
+
+    ns: str
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.ns}/{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class NetObject:
+    """Base of every graph node.
+
+    `shared` objects serve every pod on the bridge: teardown never removes them
+    and a rollback removes them only when no other pod has come to use them.
+    `create_only` attributes are applied when the object is created and are not
+    enforced on an object that already exists (the reference plugin leaves an
+    existing bridge's MTU alone, and so do we).
+    """
+
+    kind: ClassVar[str] = "object"
+    rank: ClassVar[int] = 0  # tie-breaker for the topological order
+    shared: ClassVar[bool] = False
+    create_only: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def ns(self) -> str:
+        return NODE_NS
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def key(self) -> ObjectKey:
+        return ObjectKey(self.ns, self.kind, self.name)
+
+    def desired(self) -> dict[str, Any]:
+        """The managed attributes and their wanted values."""
+        return {}
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class Bridge(NetObject):
+    kind: ClassVar[str] = "bridge"
+    rank: ClassVar[int] = 0
+    shared: ClassVar[bool] = True
+    create_only: ClassVar[frozenset[str]] = frozenset({"mtu"})
+
+    bridge: str
+    mtu: int = 0
+    promisc: bool = False
+    vlan_filtering: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.bridge
+
+    def desired(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"kind": "bridge", "up": True, "promisc": self.promisc}
+        if self.mtu:
+            attrs["mtu"] = self.mtu
+        if self.vlan_filtering:
+            attrs["vlan_filtering"] = True
+        return attrs
+
+
+@dataclass(frozen=True)
+class Sysctl(NetObject):
+    """A /proc/sys/net value; written only when it differs, never reverted by DEL."""
+
+    kind: ClassVar[str] = "sysctl"
+    rank: ClassVar[int] = 3
+
+    path: str  # below /proc/sys, e.g. net/ipv4/ip_forward
+    value: str
+    namespace: str = NODE_NS
+
+    @property
+    def ns(self) -> str:
+        return self.namespace
+
+    @property
+    def shared(self) -> bool:  # type: ignore[override]
+        return self.namespace == NODE_NS
+
+    def describe(self) -> str:
+        return f"sysctl {self.path} = {self.value}"
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    def desired(self) -> dict[str, Any]:
+        return {"value": self.value}
+
+
+@dataclass(frozen=True)
+class HostVeth(NetObject):
+    """The node end of the pod's veth pair, a port of the bridge.
+
+    Creating it creates the pair, with the peer placed straight into the pod's
+    namespace under CNI_IFNAME, so the pod name never collides with a node link.
+    """
+
+    kind: ClassVar[str] = "veth"
+    rank: ClassVar[int] = 4
+
+    host_name: str
+    peer_name: str
+    bridge: str
+    mtu: int = 0
+    hairpin: bool = False
+    isolated: bool = False
+    peer_mac: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.host_name
+
+    def desired(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "kind": "veth",
+            "peer": self.peer_name,
+            "master": self.bridge,
+            "up": True,
+            "hairpin": self.hairpin,
+            "isolated": self.isolated,
+        }
+        if self.mtu:
+            attrs["mtu"] = self.mtu
+        return attrs
+
+
+@dataclass(frozen=True)
+class PortVlans(NetObject):
+    """VLAN membership of one bridge port (or of the bridge itself, `self_entry`).
+
+    `vids` maps a VLAN id to (pvid, untagged). The set is exact for pod ports:
+    a VLAN the port should not carry is drift.
+    """
+
+    kind: ClassVar[str] = "port_vlans"
+    rank: ClassVar[int] = 5
+
+    port: str
+    vids: tuple[tuple[int, bool, bool], ...]
+    self_entry: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.port
+
+    @property
+    def shared(self) -> bool:  # type: ignore[override]
+        return self.self_entry
+
+    def desired(self) -> dict[str, Any]:
+        return {"vlans": format_vlans(self.vids)}
+
+
+@dataclass(frozen=True)
+class PodLink(NetObject):
+    """CNI_IFNAME inside the pod, the peer of the host veth."""
+
+    kind: ClassVar[str] = "link"
+    rank: ClassVar[int] = 6
+
+    ifname: str
+    peer_name: str
+    mtu: int = 0
+    mac: str = ""
+
+    @property
+    def ns(self) -> str:
+        return POD_NS
+
+    @property
+    def name(self) -> str:
+        return self.ifname
+
+    def desired(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"kind": "veth", "peer": self.peer_name, "up": True}
+        if self.mtu:
+            attrs["mtu"] = self.mtu
+        if self.mac:
+            attrs["mac"] = self.mac
+        return attrs
+
+
+@dataclass(frozen=True)
+class Address(NetObject):
+    """An IP address on a link; `exclusive_ipv4` replaces other IPv4 addresses (forceAddress)."""
+
+    kind: ClassVar[str] = "address"
+    rank: ClassVar[int] = 2
+
+    link: str
+    interface: IPInterface
+    namespace: str = NODE_NS
+    exclusive_ipv4: bool = False
+
+    @property
+    def ns(self) -> str:
+        return self.namespace
+
+    @property
+    def name(self) -> str:
+        return f"{self.interface.ip} dev {self.link}"
+
+    @property
+    def shared(self) -> bool:  # type: ignore[override]
+        return self.namespace == NODE_NS
+
+    def desired(self) -> dict[str, Any]:
+        return {"prefixlen": self.interface.network.prefixlen}
+
+    def describe(self) -> str:
+        return f"address {self.interface} on {self.link}"
+
+
+@dataclass(frozen=True)
+class Route(NetObject):
+    kind: ClassVar[str] = "route"
+    rank: ClassVar[int] = 8
+
+    dst: IPNetwork
+    dev: str
+    gateway: IPAddress | None = None
+    namespace: str = POD_NS
+
+    @property
+    def ns(self) -> str:
+        return self.namespace
+
+    @property
+    def name(self) -> str:
+        return f"{self.dst} dev {self.dev}"
+
+    def desired(self) -> dict[str, Any]:
+        return {"gateway": str(self.gateway) if self.gateway else None}
+
+    def describe(self) -> str:
+        via = f" via {self.gateway}" if self.gateway else ""
+        return f"route {self.dst}{via} dev {self.dev}"
+
+
+def format_vlans(vids: tuple[tuple[int, bool, bool], ...] | list[tuple[int, bool, bool]]) -> list[str]:
+    """Stable, readable VLAN membership: ['100 pvid untagged', '200']."""
+    out = []
+    for vid, pvid, untagged in sorted(vids):
+        flags = (" pvid" if pvid else "") + (" untagged" if untagged else "")
+        out.append(f"{vid}{flags}")
+    return out
+
+
+@dataclass(frozen=True)
+class AddressLease:
+    """An address handed out by IPAM, as the compiler needs it."""
+
+    interface: IPInterface
+    gateway: IPAddress | None = None
+
+
+@dataclass(frozen=True)
+class RouteIntent:
+    """A route requested by IPAM (`ipam.routes`); gateway None means the family's gateway."""
+
+    dst: IPNetwork
+    gateway: IPAddress | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Who the pod is: the identity that names the host veth and the IPAM files."""
+
+    network: str
+    container_id: str
+    ifname: str
+    netns: str
+
+
+@dataclass
+class Observed:
+    """What the kernel has for one object: the managed attributes plus facts the
+    diff needs (the link's other IPv4 addresses, its MAC). Pure data."""
+
+    attrs: dict[str, Any]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+Snapshot = dict[ObjectKey, Observed | None]

@@ -1,0 +1,98 @@
+"""Plans: the ordered, typed steps that turn the observed state into the desired one.
+
+A plan is data. The applier executes it, `loxi-plan` prints it, CHECK reads it
+as a drift report; all three see the same steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from compiler.model import NetObject
+
+CREATE = "create"
+MODIFY = "modify"
+DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class AttrChange:
+    name: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operation on one object.
+
+    `conflict` marks a step that cannot be carried out safely (the object is in
+    the way and is not ours); a plan with a conflict is refused as a whole,
+    before anything changes.
+    """
+
+    op: str
+    obj: NetObject
+    changes: tuple[AttrChange, ...] = ()
+    reason: str = ""
+    conflict: str = ""
+
+    @property
+    def ns(self) -> str:
+        return self.obj.ns
+
+    def describe(self) -> str:
+        sign = {CREATE: "+", MODIFY: "~", DELETE: "-"}[self.op]
+        text = f"{sign} {self.obj.describe()}"
+        if self.changes and self.op == MODIFY:
+            text += " (" + ", ".join(f"{c.name}: {_show(c.before)} → {_show(c.after)}" for c in self.changes) + ")"
+        elif self.changes and self.op == CREATE:
+            text += " (" + ", ".join(f"{c.name} {_show(c.after)}" for c in self.changes if c.name != "kind") + ")"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "ns": self.obj.ns,
+            "kind": self.obj.kind,
+            "name": self.obj.name,
+            "changes": [{"attr": c.name, "before": c.before, "after": c.after} for c in self.changes],
+            "reason": self.reason,
+            **({"conflict": self.conflict} if self.conflict else {}),
+        }
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]" if value else "[]"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    @property
+    def empty(self) -> bool:
+        return not self.steps
+
+    @property
+    def conflicts(self) -> list[Step]:
+        return [s for s in self.steps if s.conflict]
+
+    def count(self, op: str) -> int:
+        return sum(1 for s in self.steps if s.op == op)
+
+    def summary(self) -> str:
+        return f"{self.count(CREATE)} to create, {self.count(MODIFY)} to modify, {self.count(DELETE)} to delete"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": [s.to_dict() for s in self.steps],
+            "summary": {"create": self.count(CREATE), "modify": self.count(MODIFY), "delete": self.count(DELETE)},
+        }

@@ -1,0 +1,160 @@
+"""The network config on stdin, decoded, schema-checked and typed.
+
+The compiler never sees raw JSON: it gets a `NetConf` whose every field has its
+documented default, so a missing key and an explicit default compile the same.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from intent.env import CONTAINER_ID_RE, CniRequest, validate_ifname
+from intent.errors import (
+    DECODE_FAILURE,
+    INVALID_ENVIRONMENT,
+    INVALID_NETWORK_CONFIG,
+    UNSUPPORTED_FIELD,
+    CniError,
+)
+from intent.versions import require_supported
+
+SCHEMA_NAME = "loxi-cni.conf.schema.json"
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MIN_MTU = 68
+
+# Keys whose feature is not built yet: setting them must not be silently ignored.
+_NOT_YET = ("ipMasq", "macspoofchk", "vlanTrunk", "disableContainerInterface")
+
+
+@dataclass(frozen=True)
+class NetConf:
+    """One loxi-cni plugin config with defaults applied (README: "Conf keys")."""
+
+    cni_version: str
+    name: str
+    bridge: str = "cni0"
+    is_gateway: bool = False
+    is_default_gateway: bool = False
+    force_address: bool = False
+    mtu: int = 0
+    hairpin_mode: bool = False
+    promisc_mode: bool = False
+    vlan: int = 0
+    preserve_default_vlan: bool = False
+    port_isolation: bool = False
+    enable_dad: bool = False
+    mac: str = ""
+    ipam: Mapping[str, Any] = field(default_factory=dict)
+    dns: Mapping[str, Any] = field(default_factory=dict)
+    prev_result: Mapping[str, Any] | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    stdin: bytes = field(default=b"", repr=False)
+
+    @property
+    def has_ipam(self) -> bool:
+        return bool(self.ipam.get("type"))
+
+
+def decode(stdin: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(stdin)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CniError(DECODE_FAILURE, f"error unmarshall network config: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CniError(DECODE_FAILURE, "error unmarshall network config: not a JSON object")
+    return doc
+
+
+def check_name(doc: Mapping[str, Any]) -> str:
+    name = doc.get("name")
+    if not name:
+        raise CniError(INVALID_NETWORK_CONFIG, "missing network name")
+    if not isinstance(name, str) or not CONTAINER_ID_RE.match(name) or len(name) > 255:
+        raise CniError(INVALID_NETWORK_CONFIG, "invalid characters found in network name", str(name)[:256])
+    return name
+
+
+def validate_schema(doc: Mapping[str, Any]) -> None:
+    """Check against schemas/loxi-cni.conf.schema.json; the message names the key."""
+    import jsonschema  # deferred: VERSION and env errors never need it
+
+    from schemas import load_schema
+
+    validator = jsonschema.Draft202012Validator(load_schema(SCHEMA_NAME))
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = first.json_path.removeprefix("$.") if first.absolute_path else "config"
+        details = "; ".join(f"{e.json_path.removeprefix('$.')}: {e.message}" for e in errors[1:5])
+        raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: {where}: {first.message}", details)
+
+
+def _pick_mac(doc: Mapping[str, Any], request: CniRequest) -> str:
+    """runtimeConfig.mac > args.cni.mac > CNI_ARGS MAC > conf `mac` (cni-protocol.md §3.1)."""
+    runtime = doc.get("runtimeConfig") or {}
+    cni_args = ((doc.get("args") or {}).get("cni") or {}) if isinstance(doc.get("args"), dict) else {}
+    for source, value in (
+        ("runtimeConfig.mac", runtime.get("mac")),
+        ("args.cni.mac", cni_args.get("mac") if isinstance(cni_args, dict) else None),
+        ("CNI_ARGS MAC", request.args.get("MAC")),
+        ("mac", doc.get("mac")),
+    ):
+        if value:
+            if not isinstance(value, str) or not MAC_RE.match(value):
+                code = INVALID_ENVIRONMENT if source == "CNI_ARGS MAC" else INVALID_NETWORK_CONFIG
+                raise CniError(code, f"{source}: invalid MAC address {value!r}")
+            if int(value.split(":")[0], 16) & 1:
+                raise CniError(INVALID_NETWORK_CONFIG, f"{source}: {value} is a multicast address")
+            return value.lower()
+    return ""
+
+
+def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None = None) -> NetConf:
+    """Decode, validate and type the config. Raises CniError 1, 2, 6 or 7."""
+    doc = decode(stdin) if doc is None else doc
+    version = require_supported(doc.get("cniVersion") or "")
+    name = check_name(doc)
+    validate_schema(doc)
+    for key in _NOT_YET:
+        if doc.get(key):
+            raise CniError(UNSUPPORTED_FIELD, f"{key} is not supported by this loxi-cni version", f"{key}={doc[key]!r}")
+    bridge = doc.get("bridge", "cni0")
+    try:
+        validate_ifname(bridge)
+    except CniError as exc:
+        raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: bridge: {exc.msg}", bridge) from None
+    vlan_id, vlan = doc.get("vlanID", 0), doc.get("vlan", 0)
+    if vlan_id and vlan and vlan_id != vlan:
+        raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: vlanID ({vlan_id}) and vlan ({vlan}) disagree")
+    mtu = doc.get("mtu", 0)
+    if mtu and mtu < MIN_MTU:
+        raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: mtu: {mtu} is below the minimum of {MIN_MTU}")
+    if doc.get("hairpinMode") and doc.get("promiscMode"):
+        raise CniError(INVALID_NETWORK_CONFIG, "cannot set hairpin mode and promiscuous mode at the same time")
+    ipam = doc.get("ipam") or {}
+    prev = doc.get("prevResult")
+    return NetConf(
+        cni_version=version,
+        name=name,
+        bridge=bridge,
+        is_gateway=bool(doc.get("isGateway") or doc.get("isDefaultGateway")),
+        is_default_gateway=bool(doc.get("isDefaultGateway")),
+        force_address=bool(doc.get("forceAddress")),
+        mtu=mtu,
+        hairpin_mode=bool(doc.get("hairpinMode")),
+        promisc_mode=bool(doc.get("promiscMode")),
+        vlan=vlan_id or vlan,
+        preserve_default_vlan=bool(doc.get("preserveDefaultVlan")),
+        port_isolation=bool(doc.get("portIsolation")),
+        enable_dad=bool(doc.get("enabledad")),
+        mac=_pick_mac(doc, request),
+        ipam=ipam,
+        dns=doc.get("dns") or {},
+        prev_result=prev if isinstance(prev, dict) else None,
+        raw=doc,
+        stdin=stdin,
+    )

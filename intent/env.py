@@ -1,0 +1,123 @@
+"""The runtime's half of a CNI call: environment variables and CNI_ARGS.
+
+Everything here is checked before the kernel or the IPAM store is touched, so a
+hostile container id or interface name can never reach a path or a netlink
+message. Stdlib only: this runs on the cheapest paths.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from intent.errors import INVALID_ENVIRONMENT, CniError
+
+COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
+
+# The Go skel's rules (cni-protocol.md §1.2), in its reporting order.
+_ENV_ORDER = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
+_REQUIRED = {
+    "ADD": ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+    "CHECK": ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+    "DEL": ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"),
+    "GC": ("CNI_COMMAND", "CNI_PATH"),
+    "STATUS": ("CNI_COMMAND", "CNI_PATH"),
+    "VERSION": ("CNI_COMMAND",),
+}
+CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+# Longer ids are legal for the spec, but nothing real is near this; it bounds
+# file names in the IPAM store.
+MAX_CONTAINER_ID = 1024
+MAX_IFNAME = 15
+
+# Keys CNI_ARGS may carry without IgnoreUnknown (the Go structs' field names).
+KNOWN_CNI_ARGS = frozenset(
+    {
+        "IgnoreUnknown",
+        "IP",
+        "MAC",
+        "K8S_POD_NAMESPACE",
+        "K8S_POD_NAME",
+        "K8S_POD_INFRA_CONTAINER_ID",
+        "K8S_POD_UID",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CniRequest:
+    """One invocation as the runtime described it in the environment."""
+
+    command: str
+    container_id: str = ""
+    netns: str = ""
+    ifname: str = ""
+    args: Mapping[str, str] = field(default_factory=dict)
+    path: tuple[str, ...] = ()
+    # The whole environment, passed on unchanged to delegated plugins.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+def validate_ifname(name: str) -> None:
+    """The kernel's and the Go skel's interface-name rules."""
+    if not name:
+        raise CniError(INVALID_ENVIRONMENT, "interface name is empty")
+    if len(name.encode()) > MAX_IFNAME:
+        raise CniError(INVALID_ENVIRONMENT, "interface name is too long", f"interface name should be less than {MAX_IFNAME + 1} characters")
+    if name in (".", ".."):
+        raise CniError(INVALID_ENVIRONMENT, "interface name is . or ..")
+    for char in name:
+        if char in "/:" or char.isspace() or char == "\0":
+            raise CniError(INVALID_ENVIRONMENT, "interface name contains / or : or whitespace characters", repr(name))
+
+
+def validate_container_id(container_id: str) -> None:
+    if len(container_id) > MAX_CONTAINER_ID or not CONTAINER_ID_RE.match(container_id):
+        raise CniError(INVALID_ENVIRONMENT, "invalid characters in containerID", container_id[:256])
+
+
+def parse_cni_args(text: str) -> dict[str, str]:
+    """Split `K=V;K=V` as Go's LoadArgs does, including its unknown-key rule."""
+    pairs: dict[str, str] = {}
+    if not text:
+        return pairs
+    for item in text.split(";"):
+        parts = item.split("=")
+        if len(parts) != 2:
+            raise CniError(INVALID_ENVIRONMENT, f"ARGS: invalid pair {item!r}")
+        pairs[parts[0]] = parts[1]
+    ignore_unknown = pairs.get("IgnoreUnknown", "").lower() in ("1", "true")
+    unknown = sorted(key for key in pairs if key not in KNOWN_CNI_ARGS)
+    if unknown and not ignore_unknown:
+        raise CniError(INVALID_ENVIRONMENT, f"ARGS: unknown args {unknown}")
+    return pairs
+
+
+def read_request(environ: Mapping[str, str] | None = None) -> CniRequest:
+    """Build the request from the environment, raising code 4 on anything wrong."""
+    env = dict(os.environ if environ is None else environ)
+    command = env.get("CNI_COMMAND", "")
+    if command and command not in COMMANDS:
+        raise CniError(INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}")
+    missing = [var for var in _ENV_ORDER if var in _REQUIRED.get(command, ()) and not env.get(var)]
+    if missing:
+        raise CniError(INVALID_ENVIRONMENT, f"required env variables [{','.join(missing)}] missing")
+    container_id = env.get("CNI_CONTAINERID", "")
+    ifname = env.get("CNI_IFNAME", "")
+    if command in ("ADD", "DEL", "CHECK"):
+        validate_container_id(container_id)
+        validate_ifname(ifname)
+    netns = env.get("CNI_NETNS", "")
+    if "\0" in netns:
+        raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS contains a NUL byte")
+    return CniRequest(
+        command=command,
+        container_id=container_id,
+        netns=netns,
+        ifname=ifname,
+        args=parse_cni_args(env.get("CNI_ARGS", "")),
+        path=tuple(p for p in env.get("CNI_PATH", "").split(":") if p),
+        environ=env,
+    )

@@ -1,0 +1,91 @@
+"""`loxi-cni`: the executable the container runtime runs for every pod.
+
+Only the standard library is imported until the command needs more: VERSION
+and every error found in the environment answer without touching pyroute2,
+networkx or jsonschema. Whatever happens, stdout carries exactly one JSON
+document (a result or a CNI error) or nothing, and no traceback escapes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import BinaryIO, TextIO
+
+from intent.errors import INTERNAL_ERROR, IO_FAILURE, CniError
+from intent.versions import SUPPORTED_VERSIONS, version_info_json
+
+PLUGIN_ABOUT = "CNI loxi-cni plugin v0.1.0"
+
+
+def _read_stdin(stream: BinaryIO) -> bytes:
+    try:
+        return stream.read()
+    except OSError as exc:
+        raise CniError(IO_FAILURE, f"error reading from stdin: {exc}") from None
+
+
+def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
+    """One CNI call, in-process. Returns the exit status."""
+    try:
+        from intent.env import read_request
+
+        if not environ.get("CNI_COMMAND"):
+            print(f"{PLUGIN_ABOUT}\nCNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}", file=stderr)
+            return 0
+        request = read_request(environ)
+        if request.command == "VERSION":
+            stdout.write(version_info_json() + "\n")
+            return 0
+        data = _read_stdin(stdin)
+        return _dispatch(request, data, stdout)
+    except CniError as err:
+        stdout.write(err.to_json())
+        return 1
+    except Exception as exc:  # a bug: still one CNI error document, never a traceback
+        import traceback
+
+        traceback.print_exc(file=stderr)
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        err = CniError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}", f"{where.filename}:{where.lineno}")
+        stdout.write(err.to_json())
+        return 1
+
+
+def _dispatch(request, data: bytes, stdout: TextIO) -> int:  # noqa: ANN001 - CniRequest, imported lazily
+    from intent.config import decode, load_netconf
+    from intent.versions import require_command_allowed, require_supported
+
+    doc = decode(data)
+    version = require_supported(doc.get("cniVersion") or "")
+    require_command_allowed(request.command, version)
+    conf = load_netconf(data, request, doc)
+
+    from loxi import engine
+
+    if request.command == "ADD":
+        from intent.result import format_result
+
+        outcome = engine.cmd_add(conf, request)
+        stdout.write(format_result(outcome.result, conf.cni_version))
+    elif request.command == "DEL":
+        engine.cmd_del(conf, request)
+    elif request.command == "CHECK":
+        engine.cmd_check(conf, request)
+    elif request.command == "STATUS":
+        engine.cmd_status(conf, request)
+    elif request.command == "GC":
+        engine.cmd_gc(conf, request)
+    return 0
+
+
+def main() -> None:
+    stdout = sys.stdout
+    code = run(os.environ, sys.stdin.buffer, stdout, sys.stderr)
+    stdout.flush()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""ADD, CHECK and DEL: intent → desired graph → observe → diff → apply.
+
+This is the one code path every entry point runs (the plugin, `loxi-plan`, the
+tests): the commands differ only in what they do with the plan.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from applier import locks
+from applier.execute import Executor
+from applier.ipam import IpamResult, ipam_add, ipam_check, ipam_del
+from applier.netns import Namespaces, same_namespace
+from applier.observe import Observer, observe
+from compiler.diff import diff, drift_messages
+from compiler.graph import DesiredState, compile_desired, compile_teardown, host_veth_name
+from compiler.model import NODE_NS, POD_NS, AddressLease, Attachment, Bridge, HostVeth, PodLink, Route, RouteIntent
+from compiler.plan import Plan
+from intent.config import NetConf
+from intent.env import CniRequest
+from intent.errors import CONFLICT, INVALID_NETNS, INVALID_NETWORK_CONFIG, CniError
+from intent.result import Result, ResultInterface, ResultIP, ResultRoute, canonical_cidr, parse_prev_result
+
+CHECK_FAILED = 104  # CHECK found the attachment drifted from its intent
+
+
+@dataclass(frozen=True)
+class AddOutcome:
+    result: Result
+    plan: Plan
+
+
+def attachment_of(conf: NetConf, request: CniRequest) -> Attachment:
+    return Attachment(conf.name, request.container_id, request.ifname, request.netns)
+
+
+def leases_from_ipam(ipam: IpamResult | None) -> tuple[list[AddressLease], list[RouteIntent]]:
+    if ipam is None:
+        return [], []
+    leases = [AddressLease(interface=lease.address, gateway=lease.gateway) for lease in ipam.leases]
+    routes = [RouteIntent(dst=route.dst, gateway=route.gw) for route in ipam.routes]
+    return leases, routes
+
+
+def _pod_namespaces(request: CniRequest) -> Namespaces:
+    if same_namespace(request.netns) and request.environ.get("CNI_NETNS_OVERRIDE", "").lower() not in ("1", "true"):
+        raise CniError(INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same")
+    try:
+        return Namespaces.for_pod(request.netns)
+    except FileNotFoundError:
+        raise CniError(INVALID_NETNS, f"failed to open netns {request.netns!r}: no such file") from None
+    except PermissionError as exc:
+        raise CniError(INVALID_NETNS, f"failed to open netns {request.netns!r}: {exc.strerror}") from None
+
+
+def build_result(conf: NetConf, desired: DesiredState, namespaces: Namespaces, ipam: IpamResult | None) -> Result:
+    """The ADD result, with the MACs the kernel actually has."""
+    observer = Observer(namespaces)
+    bridge: Bridge = desired.by_kind(Bridge)[0]
+    veth: HostVeth = desired.by_kind(HostVeth)[0]
+    pod: PodLink = desired.by_kind(PodLink)[0]
+    mtu = conf.mtu if conf.mtu else 0
+    interfaces = []
+    for ns, name, sandbox in ((NODE_NS, bridge.name, ""), (NODE_NS, veth.name, ""), (POD_NS, pod.name, "netns")):
+        msg = observer.link(ns, name)
+        mac = msg.get("IFLA_ADDRESS") if msg is not None else ""
+        interfaces.append(
+            ResultInterface(name=name, mac=mac or "", sandbox=namespaces.pod_path if sandbox else "", mtu=mtu)
+        )
+    ips = []
+    for lease in ipam.leases if ipam else ():
+        gateway = lease.gateway
+        if gateway is None and conf.is_gateway:
+            gateway = next(lease.address.network.hosts())
+        ips.append(ResultIP(address=str(lease.address), gateway=str(gateway) if gateway else "", interface=2))
+    routes = [
+        ResultRoute(dst=str(r.dst), gw=str(r.gateway) if r.gateway else "") for r in desired.by_kind(Route)
+    ]
+    dns = dict(conf.dns) if conf.dns else dict(ipam.dns if ipam else {})
+    return Result(interfaces=tuple(interfaces), ips=tuple(ips), routes=tuple(routes), dns=dns)
+
+
+def cmd_add(conf: NetConf, request: CniRequest) -> AddOutcome:
+    attachment = attachment_of(conf, request)
+    with locks.exclusive(locks.attachment_lock_name(conf.name, request.container_id, request.ifname)):
+        with _pod_namespaces(request) as namespaces:
+            ipam = ipam_add(conf.raw, conf.stdin, request) if conf.has_ipam else None
+            try:
+                if ipam is not None and not ipam.leases:
+                    raise CniError(INVALID_NETWORK_CONFIG, "IPAM plugin returned missing IP config")
+                leases, routes = leases_from_ipam(ipam)
+                desired = compile_desired(conf, attachment, leases, routes)
+                plan = diff(desired, observe(namespaces, desired))
+                if plan.conflicts:
+                    raise CniError(CONFLICT, "; ".join(s.conflict for s in plan.conflicts))
+                Executor(namespaces, enable_dad=conf.enable_dad).apply(plan, conf.bridge)
+                result = build_result(conf, desired, namespaces, ipam)
+            except BaseException:
+                if ipam is not None:
+                    ipam_del(conf.raw, conf.stdin, request)
+                raise
+    return AddOutcome(result, plan)
+
+
+def _prev_leases(conf: NetConf, request: CniRequest) -> list[AddressLease]:
+    """The addresses prevResult says this pod interface was given."""
+    prev = parse_prev_result(conf.prev_result or {})
+    index = next(
+        (i for i, iface in enumerate(prev.interfaces) if iface.name == request.ifname and iface.sandbox), None
+    )
+    leases = []
+    for ip in prev.ips:
+        if prev.interfaces and ip.interface is not None and ip.interface != index:
+            continue
+        gateway = ipaddress.ip_address(ip.gateway) if ip.gateway else None
+        leases.append(AddressLease(interface=ipaddress.ip_interface(canonical_cidr(ip.address)), gateway=gateway))
+    return leases
+
+
+def _prev_mac_drift(conf: NetConf, request: CniRequest, desired: DesiredState, namespaces: Namespaces) -> list[str]:
+    prev = parse_prev_result(conf.prev_result or {})
+    observer = Observer(namespaces)
+    messages = []
+    for iface in prev.interfaces:
+        ns = POD_NS if iface.sandbox else NODE_NS
+        if iface.sandbox and iface.sandbox != request.netns:
+            continue
+        if not iface.mac or iface.name not in {obj.name for obj in desired.objects()}:
+            continue
+        msg = observer.link(ns, iface.name)
+        have = (msg.get("IFLA_ADDRESS") or "") if msg is not None else ""
+        if msg is not None and have.lower() != iface.mac.lower():
+            messages.append(f"{iface.name}: mac is {have}, want {iface.mac} (from prevResult)")
+    return messages
+
+
+def cmd_check(conf: NetConf, request: CniRequest) -> Plan:
+    if conf.prev_result is None:
+        raise CniError(INVALID_NETWORK_CONFIG, "Required prevResult missing")
+    attachment = attachment_of(conf, request)
+    with _pod_namespaces(request) as namespaces:
+        leases = _prev_leases(conf, request)
+        routes: Sequence[RouteIntent] = ()
+        if conf.has_ipam:
+            ipam = ipam_check(conf.raw, conf.stdin, request)
+            held = {lease.address for lease in ipam.leases}
+            missing = [lease.interface for lease in leases if lease.interface not in held]
+            if missing:
+                raise CniError(CHECK_FAILED, f"IPAM does not hold {', '.join(map(str, missing))} for this container")
+            _, routes = leases_from_ipam(ipam)
+        desired = compile_desired(conf, attachment, leases, routes)
+        plan = diff(desired, observe(namespaces, desired))
+        messages = drift_messages(plan, request.netns) + _prev_mac_drift(conf, request, desired, namespaces)
+    if messages:
+        raise CniError(CHECK_FAILED, "; ".join(messages))
+    return plan
+
+
+def cmd_del(conf: NetConf, request: CniRequest) -> Plan:
+    """Remove the pod's veth (node side: works whatever state the pod is in) and
+    release its addresses. Succeeds when everything is already gone."""
+    attachment = attachment_of(conf, request)
+    with locks.exclusive(locks.attachment_lock_name(conf.name, request.container_id, request.ifname)):
+        with Namespaces() as namespaces:
+            desired = compile_teardown(conf, attachment)
+            plan = diff(desired, observe(namespaces, desired))
+            Executor(namespaces).apply(plan, conf.bridge)
+        if conf.has_ipam:
+            ipam_del(conf.raw, conf.stdin, request)
+    return plan
+
+
+__all__ = ["cmd_add", "cmd_check", "cmd_del", "host_veth_name", "errno"]

@@ -1,0 +1,213 @@
+"""Shared fixtures: throw-away network namespaces and the installed plugin, run as a runtime runs it.
+
+Every namespace has a unique name and is deleted in a finally, whatever the test
+did. The plugin is executed through `nsenter --net=<node namespace>` with only
+the CNI variables in its environment (no PATH, no PYTHONPATH), the conf on
+stdin, and its stdout, stderr and exit status captured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
+REFERENCE_CNI_DIR = Path("/usr/lib/cni")
+
+
+def plugin_path() -> Path:
+    explicit = os.environ.get("LOXI_CNI_BIN")
+    return Path(explicit) if explicit else Path(sys.prefix) / "bin" / "loxi-cni"
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+needs_root = pytest.mark.skipif(not is_root(), reason="needs root to create network namespaces")
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+@dataclass
+class CniCall:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\nstdout={self.stdout}\nstderr={self.stderr[-3000:]}"
+
+
+@dataclass
+class Netns:
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"/var/run/netns/{self.name}"
+
+    def ip(self, *args: str) -> Any:
+        """`ip -j` inside this namespace, parsed."""
+        out = sh("ip", "-j", "-n", self.name, *args).stdout
+        return json.loads(out) if out.strip() else []
+
+    def ip_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "-n", self.name, *args, check=check)
+
+    def links(self) -> dict[str, dict]:
+        return {link["ifname"]: link for link in self.ip("-d", "link", "show")}
+
+    def link(self, name: str) -> dict:
+        return self.ip("-d", "link", "show", "dev", name)[0]
+
+    def addresses(self, dev: str) -> list[str]:
+        info = self.ip("addr", "show", "dev", dev)
+        return [f"{a['local']}/{a['prefixlen']}" for a in info[0]["addr_info"] if a.get("scope") != "link"]
+
+    def routes(self, family: str = "-4") -> list[dict]:
+        return self.ip(family, "route", "show", "table", "main")
+
+    def exec(self, *argv: str, check: bool = False, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [NSENTER, f"--net={self.path}", "--", *argv], capture_output=True, text=True, check=check, timeout=timeout
+        )
+
+    def sysctl(self, path: str) -> str:
+        return self.exec("cat", f"/proc/sys/{path}", check=True).stdout.strip()
+
+    def loxi_links(self) -> list[str]:
+        return sorted(name for name in self.links() if name.startswith("loxi"))
+
+
+class NetnsFactory:
+    def __init__(self) -> None:
+        self.made: list[Netns] = []
+
+    def __call__(self, role: str = "ns") -> Netns:
+        ns = Netns(f"loxit-{role}-{uuid.uuid4().hex[:10]}")
+        sh("ip", "netns", "add", ns.name)
+        self.made.append(ns)
+        ns.ip_run("link", "set", "lo", "up")
+        return ns
+
+    def delete(self, ns: Netns) -> None:
+        sh("ip", "netns", "delete", ns.name, check=False)
+        if ns in self.made:
+            self.made.remove(ns)
+
+    def cleanup(self) -> None:
+        for ns in list(self.made):
+            self.delete(ns)
+
+
+@pytest.fixture
+def netns() -> Iterator[NetnsFactory]:
+    if not is_root():
+        pytest.skip("needs root to create network namespaces")
+    factory = NetnsFactory()
+    try:
+        yield factory
+    finally:
+        factory.cleanup()
+
+
+class Node:
+    """A node: its namespace, its IPAM store, and the plugin run inside it."""
+
+    def __init__(self, ns: Netns, data_dir: Path, factory: NetnsFactory) -> None:
+        self.ns = ns
+        self.data_dir = data_dir
+        self.factory = factory
+
+    def cni(
+        self,
+        command: str,
+        conf: dict | bytes | None,
+        *,
+        container_id: str = "",
+        netns: str = "",
+        ifname: str = "eth0",
+        args: str = "",
+        env: dict[str, str] | None = None,
+        plugin: Path | None = None,
+        cni_path: str = "",
+    ) -> CniCall:
+        environ = {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": container_id,
+            "CNI_NETNS": netns,
+            "CNI_IFNAME": ifname,
+            "CNI_ARGS": args,
+            "CNI_PATH": cni_path or f"{REFERENCE_CNI_DIR}:/opt/cni/bin",
+        }
+        environ.update(env or {})
+        environ = {k: v for k, v in environ.items() if v is not None}
+        stdin = conf if isinstance(conf, bytes) else json.dumps(conf or {}).encode()
+        proc = subprocess.run(
+            [NSENTER, f"--net={self.ns.path}", "--", str(plugin or plugin_path())],
+            input=stdin,
+            capture_output=True,
+            env=environ,
+            timeout=60,
+        )
+        return CniCall(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+    def pod(self) -> Netns:
+        return self.factory("pod")
+
+    def store_files(self, network: str) -> list[str]:
+        directory = self.data_dir / network
+        if not directory.exists():
+            return []
+        return sorted(p.name for p in directory.iterdir() if p.name[0].isdigit() or ":" in p.name)
+
+
+@pytest.fixture
+def node(netns: NetnsFactory, tmp_path: Path) -> Node:
+    assert plugin_path().exists(), f"{plugin_path()} is not installed: run scripts/setup"
+    return Node(netns("node"), tmp_path / "ipam", netns)
+
+
+def make_conf(data_dir: Path, **overrides: Any) -> dict:
+    """The seed conf of the blog post, with a real subnet and routes (no VLAN: see the UML tier)."""
+    conf: dict[str, Any] = {
+        "cniVersion": "1.0.0",
+        "name": "loxilight_cni",
+        "type": "loxi-cni",
+        "bridge": "hsvlan100",
+        "isGateway": True,
+        "isDefaultGateway": False,
+        "mtu": 1500,
+        "hairpinMode": False,
+        "promiscMode": False,
+        "ipam": {
+            "type": "host-local",
+            "subnet": "10.244.1.0/24",
+            "routes": [{"dst": "10.96.0.0/12"}],
+            "dataDir": str(data_dir),
+        },
+    }
+    for key, value in overrides.items():
+        if value is None:
+            conf.pop(key, None)
+        else:
+            conf[key] = value
+    return conf

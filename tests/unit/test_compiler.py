@@ -1,0 +1,283 @@
+"""Compile and diff on pure data: (conf, observed snapshot) → plan. No kernel."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from compiler.diff import diff, drift_messages
+from compiler.graph import compile_desired, compile_teardown, host_veth_name
+from compiler.model import (
+    Address,
+    AddressLease,
+    Attachment,
+    Bridge,
+    HostVeth,
+    ObjectKey,
+    Observed,
+    PodLink,
+    PortVlans,
+    Route,
+    RouteIntent,
+    Sysctl,
+)
+from compiler.plan import CREATE, DELETE, MODIFY
+from intent.config import load_netconf
+from intent.env import CniRequest
+
+SEED = {
+    "cniVersion": "0.2.0",
+    "name": "loxilight_cni",
+    "type": "loxi-cni",
+    "bridge": "hsvlan100",
+    "isGateway": True,
+    "isDefaultGateway": False,
+    "mtu": 1500,
+    "hairpinMode": False,
+    "promiscMode": False,
+    "vlanID": 100,
+    "ipam": {"type": "host-local", "subnet": "10.244.1.0/24", "routes": [{"dst": "10.96.0.0/12"}]},
+}
+ATTACH = Attachment("loxilight_cni", "c0ffee", "eth0", "/var/run/netns/p1")
+LEASE = AddressLease(ipaddress.ip_interface("10.244.1.5/24"), ipaddress.ip_address("10.244.1.1"))
+ROUTES = [RouteIntent(ipaddress.ip_network("10.96.0.0/12"))]
+
+
+def conf_of(**overrides):
+    doc = {**SEED, **overrides}
+    doc = {k: v for k, v in doc.items() if v is not None}
+    return load_netconf(json.dumps(doc).encode(), CniRequest(command="ADD"))
+
+
+def realized(desired) -> dict:
+    """The snapshot of a node on which `desired` has been applied exactly."""
+    snap = {}
+    for obj in desired.objects():
+        attrs = dict(obj.desired())
+        facts = {}
+        if isinstance(obj, Bridge):
+            facts["ipv4"] = [str(a.interface) for a in desired.by_kind(Address) if a.link == obj.name]
+        snap[obj.key] = Observed(attrs, facts)
+    return snap
+
+
+def seed_desired(**overrides):
+    return compile_desired(conf_of(**overrides), ATTACH, [LEASE], ROUTES)
+
+
+def test_host_veth_name_is_stable_short_and_distinct():
+    name = host_veth_name(ATTACH)
+    assert name == host_veth_name(Attachment("loxilight_cni", "c0ffee", "eth0", "/other/netns"))
+    assert name.startswith("loxi") and len(name) == 15
+    assert name != host_veth_name(Attachment("loxilight_cni", "c0ffee", "eth1", ""))
+    assert name != host_veth_name(Attachment("other", "c0ffee", "eth0", ""))
+
+
+def test_seed_conf_on_an_empty_node_creates_everything_in_dependency_order():
+    plan = diff(seed_desired(), {})
+    kinds = [(s.op, s.obj.kind, s.obj.name) for s in plan.steps]
+    veth = host_veth_name(ATTACH)
+    assert kinds == [
+        (CREATE, "bridge", "hsvlan100"),
+        (CREATE, "address", "10.244.1.1 dev hsvlan100"),
+        (CREATE, "sysctl", "net/ipv4/ip_forward"),
+        (CREATE, "veth", veth),
+        (CREATE, "port_vlans", "hsvlan100"),
+        (CREATE, "port_vlans", veth),
+        (CREATE, "link", "eth0"),
+        (CREATE, "address", "10.244.1.5 dev eth0"),
+        (CREATE, "route", "10.96.0.0/12 dev eth0"),
+    ]
+    assert plan.summary() == "9 to create, 0 to modify, 0 to delete"
+
+
+def test_graph_edges_are_dependencies():
+    desired = seed_desired()
+    graph = desired.graph
+    veth = ObjectKey("node", "veth", host_veth_name(ATTACH))
+    assert graph.has_edge(ObjectKey("node", "bridge", "hsvlan100"), veth)
+    assert graph.has_edge(veth, ObjectKey("pod", "link", "eth0"))
+    assert graph.has_edge(ObjectKey("pod", "link", "eth0"), ObjectKey("pod", "address", "10.244.1.5 dev eth0"))
+    assert graph.has_edge(
+        ObjectKey("pod", "address", "10.244.1.5 dev eth0"), ObjectKey("pod", "route", "10.96.0.0/12 dev eth0")
+    )
+
+
+def test_seed_conf_attributes():
+    desired = seed_desired()
+    bridge = desired.by_kind(Bridge)[0]
+    assert bridge.desired() == {"kind": "bridge", "up": True, "promisc": False, "mtu": 1500, "vlan_filtering": True}
+    veth = desired.by_kind(HostVeth)[0]
+    assert veth.desired()["master"] == "hsvlan100" and veth.desired()["mtu"] == 1500
+    port = [p for p in desired.by_kind(PortVlans) if not p.self_entry][0]
+    assert port.desired() == {"vlans": ["100 pvid untagged"]}
+    route = desired.by_kind(Route)[0]
+    assert str(route.gateway) == "10.244.1.1", "routes default to the subnet's gateway"
+
+
+def test_reapplying_an_applied_plan_is_empty():
+    desired = seed_desired()
+    assert diff(desired, realized(desired)).empty
+
+
+def test_is_default_gateway_adds_default_route_via_gateway():
+    desired = seed_desired(isDefaultGateway=True)
+    defaults = [r for r in desired.by_kind(Route) if r.dst.prefixlen == 0]
+    assert len(defaults) == 1 and str(defaults[0].gateway) == "10.244.1.1"
+    assert desired.by_kind(Bridge)[0] is not None
+    # an explicit default route in ipam.routes is not doubled
+    desired = compile_desired(
+        conf_of(isDefaultGateway=True), ATTACH, [LEASE], [RouteIntent(ipaddress.ip_network("0.0.0.0/0"))]
+    )
+    assert len([r for r in desired.by_kind(Route) if r.dst.prefixlen == 0]) == 1
+
+
+def test_no_gateway_means_no_bridge_address_and_no_forwarding():
+    desired = seed_desired(isGateway=False)
+    assert [a for a in desired.by_kind(Address) if a.namespace == "node"] == []
+    assert desired.by_kind(Sysctl) == []
+
+
+def test_without_vlan_the_bridge_does_not_filter():
+    desired = seed_desired(vlanID=None)
+    assert "vlan_filtering" not in desired.by_kind(Bridge)[0].desired()
+    assert desired.by_kind(PortVlans) == []
+
+
+def test_preserve_default_vlan_keeps_vlan_1_untagged():
+    desired = seed_desired(preserveDefaultVlan=True)
+    port = [p for p in desired.by_kind(PortVlans) if not p.self_entry][0]
+    assert port.desired() == {"vlans": ["1 untagged", "100 pvid untagged"]}
+
+
+@pytest.mark.parametrize(
+    ("key", "attr", "observed", "message"),
+    [
+        ("veth", "master", None, "{veth}: master is none, want hsvlan100"),
+        ("bridge", "up", False, "hsvlan100: up is off, want on"),
+        ("link", "mtu", 1400, "eth0 in /var/run/netns/p1: mtu is 1400, want 1500"),
+        ("veth", "hairpin", True, "{veth}: hairpin is on, want off"),
+        ("port_vlans", "vlans", ["1 pvid untagged", "100"], "{veth}: vlans is [1 pvid untagged, 100], want [100 pvid untagged]"),
+    ],
+)
+def test_attribute_drift_becomes_a_modify_step_and_a_check_message(key, attr, observed, message):
+    desired = seed_desired()
+    snapshot = realized(desired)
+    veth = host_veth_name(ATTACH)
+    target = {
+        "veth": ObjectKey("node", "veth", veth),
+        "bridge": ObjectKey("node", "bridge", "hsvlan100"),
+        "link": ObjectKey("pod", "link", "eth0"),
+        "port_vlans": ObjectKey("node", "port_vlans", veth),
+    }[key]
+    snapshot[target].attrs[attr] = observed
+    plan = diff(desired, snapshot)
+    assert [(s.op, s.obj.key) for s in plan.steps] == [(MODIFY, target)]
+    assert plan.steps[0].changes[0].before == observed
+    assert drift_messages(plan, ATTACH.netns) == [message.format(veth=veth)]
+
+
+def test_missing_address_and_route_are_reported_by_name():
+    desired = seed_desired()
+    snapshot = realized(desired)
+    snapshot[ObjectKey("pod", "address", "10.244.1.5 dev eth0")] = None
+    snapshot[ObjectKey("pod", "route", "10.96.0.0/12 dev eth0")] = None
+    messages = drift_messages(diff(desired, snapshot), ATTACH.netns)
+    assert messages == [
+        "eth0 in /var/run/netns/p1: address 10.244.1.5/24 missing",
+        "10.96.0.0/12 dev eth0 in /var/run/netns/p1: route missing",
+    ]
+
+
+def test_existing_bridge_keeps_its_mtu():
+    desired = seed_desired()
+    snapshot = realized(desired)
+    snapshot[ObjectKey("node", "bridge", "hsvlan100")].attrs["mtu"] = 9000
+    assert diff(desired, snapshot).empty
+
+
+def test_a_non_bridge_with_the_bridge_name_is_a_conflict():
+    desired = seed_desired()
+    snapshot = {ObjectKey("node", "bridge", "hsvlan100"): Observed({"kind": "dummy", "up": True})}
+    plan = diff(desired, snapshot)
+    assert [s.conflict for s in plan.conflicts] == ['"hsvlan100" already exists but is not a bridge']
+
+
+def test_an_existing_pod_interface_that_is_not_ours_is_a_conflict():
+    desired = seed_desired()
+    snapshot = {ObjectKey("pod", "link", "eth0"): Observed({"kind": "veth", "peer": None, "up": True})}
+    plan = diff(desired, snapshot)
+    assert len(plan.conflicts) == 1
+    assert "eth0 already exists in the pod namespace" in plan.conflicts[0].conflict
+
+
+def test_a_stale_host_veth_whose_peer_is_gone_is_replaced():
+    desired = seed_desired()
+    veth_key = ObjectKey("node", "veth", host_veth_name(ATTACH))
+    snapshot = {veth_key: Observed({**desired.get(veth_key).desired(), "peer": None})}
+    plan = diff(desired, snapshot)
+    ops = [(s.op, s.obj.kind) for s in plan.steps if s.obj.key == veth_key]
+    assert ops == [(DELETE, "veth"), (CREATE, "veth")]
+    assert plan.steps[0].op == DELETE, "deletions run first"
+
+
+def test_another_ipv4_address_on_the_bridge_conflicts_unless_force_address():
+    desired = seed_desired()
+    bridge_key = ObjectKey("node", "bridge", "hsvlan100")
+    snapshot = {bridge_key: Observed(dict(desired.get(bridge_key).desired()), {"ipv4": ["10.9.9.1/24"]})}
+    plan = diff(desired, snapshot)
+    assert plan.conflicts and "already has an IP address different from 10.244.1.1/24" in plan.conflicts[0].conflict
+
+    desired = seed_desired(forceAddress=True)
+    plan = diff(desired, snapshot)
+    assert not plan.conflicts
+    assert (plan.steps[0].op, plan.steps[0].obj.describe()) == (DELETE, "address 10.9.9.1/24 on hsvlan100")
+
+
+def test_teardown_deletes_only_the_host_veth_and_only_when_present():
+    desired = compile_teardown(conf_of(), ATTACH)
+    veth_key = ObjectKey("node", "veth", host_veth_name(ATTACH))
+    assert diff(desired, {veth_key: None}).empty
+    plan = diff(desired, {veth_key: Observed({"kind": "veth"})})
+    assert [(s.op, s.obj.key) for s in plan.steps] == [(DELETE, veth_key)]
+
+
+def test_dual_stack_leases_give_two_gateways_and_both_forwarding_sysctls():
+    lease6 = AddressLease(ipaddress.ip_interface("fd00:10::5/64"), ipaddress.ip_address("fd00:10::1"))
+    desired = compile_desired(conf_of(vlanID=None, isDefaultGateway=True), ATTACH, [LEASE, lease6], [])
+    gateways = sorted(str(a.interface) for a in desired.by_kind(Address) if a.namespace == "node")
+    assert gateways == ["10.244.1.1/24", "fd00:10::1/64"]
+    assert sorted(s.path for s in desired.by_kind(Sysctl)) == ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"]
+    defaults = sorted(str(r.gateway) for r in desired.by_kind(Route) if r.dst.prefixlen == 0)
+    assert defaults == ["10.244.1.1", "fd00:10::1"]
+
+
+def test_plan_serialises_to_json():
+    plan = diff(seed_desired(), {})
+    doc = json.loads(json.dumps(plan.to_dict()))
+    assert doc["summary"] == {"create": 9, "modify": 0, "delete": 0}
+    assert doc["steps"][0] == {
+        "op": "create",
+        "ns": "node",
+        "kind": "bridge",
+        "name": "hsvlan100",
+        "changes": [
+            {"attr": "kind", "before": None, "after": "bridge"},
+            {"attr": "up", "before": None, "after": True},
+            {"attr": "promisc", "before": None, "after": False},
+            {"attr": "mtu", "before": None, "after": 1500},
+            {"attr": "vlan_filtering", "before": None, "after": True},
+        ],
+        "reason": "missing",
+    }
+
+
+def test_pod_link_is_not_touched_by_other_plugins_changes():
+    """Only managed attributes are compared: an extra observed attribute is not drift."""
+    desired = seed_desired()
+    snapshot = realized(desired)
+    snapshot[ObjectKey("pod", "link", "eth0")].attrs["qdisc"] = "fq_codel"
+    assert diff(desired, snapshot).empty
+    assert isinstance(desired.get(ObjectKey("pod", "link", "eth0")), PodLink)
