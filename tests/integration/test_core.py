@@ -373,3 +373,35 @@ def test_allocations_are_shared_with_the_reference_host_local(node):
     call = node.cni("DEL", conf, container_id="ref-pod", netns=pod.path)
     assert call.rc == 0, call
     assert node.store_files("loxilight_cni") == []
+
+
+def test_vlan_on_a_kernel_without_vlan_filtering_fails_cleanly(node):
+    """This machine's kernel has no bridge VLAN filtering: a clear error, nothing left."""
+    if os.path.exists("/proc/net/vlan"):
+        pytest.skip("this kernel has VLAN support; the UML tier covers the positive case")
+    pod = node.pod()
+    conf = make_conf(node.data_dir, vlanID=100)
+    call = add(node, pod, conf)
+    assert call.rc == 1, call
+    assert call.json["code"] == 102
+    assert "bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)" in call.json["msg"]
+    assert sorted(node.ns.links()) == ["lo"]
+    assert list(pod.links()) == ["lo"]
+    assert node.store_files("loxilight_cni") == []
+
+
+@pytest.mark.skipif(not (REFERENCE_CNI_DIR / "static").exists(), reason="reference static IPAM not installed")
+def test_other_ipam_types_are_delegated_through_cni_path(node):
+    pod = node.pod()
+    conf = make_conf(node.data_dir)
+    conf["ipam"] = {
+        "type": "static",
+        "addresses": [{"address": "10.244.1.77/24", "gateway": "10.244.1.1"}],
+        "routes": [{"dst": "10.96.0.0/12"}],
+    }
+    call = add(node, pod, conf)
+    assert call.rc == 0, call
+    assert pod.addresses("eth0") == ["10.244.1.77/24"]
+    assert call.json["ips"] == [{"address": "10.244.1.77/24", "gateway": "10.244.1.1", "interface": 2}]
+    assert node.cni("DEL", conf, container_id=CID, netns=pod.path).rc == 0
+    assert node.ns.loxi_links() == []
