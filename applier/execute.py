@@ -184,7 +184,9 @@ class Executor:
             elif change.name == "promisc":
                 ipr.link("set", index=index, flags=0x100 if change.after else 0, change=0x100)
                 before = 0x100 if change.before else 0
-                self._push("bridge promisc", lambda: ipr.link("set", index=index, flags=before, change=0x100), obj)
+                self._push(
+                    "bridge promisc", lambda flags=before: ipr.link("set", index=index, flags=flags, change=0x100), obj
+                )
             elif change.name == "vlan_filtering":
                 ipr.link("set", index=index, kind="bridge", br_vlan_filtering=int(bool(change.after)))
                 self._push(
@@ -353,4 +355,3 @@ def _as_cni_error(step: Step, exc: Exception) -> CniError:
         text = exc.args[1] if len(exc.args) > 1 else str(exc)
         return CniError(KERNEL_ERROR, f"{step.describe()}: {name}", str(text))
     return CniError(KERNEL_ERROR, f"{step.describe()}: {type(exc).__name__}", str(exc))
-

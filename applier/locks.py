@@ -30,9 +30,7 @@ def exclusive(name: str) -> Iterator[None]:
     """Hold an exclusive flock on `<lock dir>/<name>.lock` for the block."""
     directory = lock_dir()
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(
-        os.path.join(directory, f"{name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-    )
+    fd = os.open(os.path.join(directory, f"{name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -147,7 +147,9 @@ def compile_desired(
 
     gateways = {}
     for lease in leases:
-        gateways.setdefault(lease.interface.version, lease.gateway or (_gateway_for(lease) if conf.is_gateway else None))
+        gateways.setdefault(
+            lease.interface.version, lease.gateway or (_gateway_for(lease) if conf.is_gateway else None)
+        )
     wanted_routes = list(routes)
     if conf.is_default_gateway:
         for version, gw in gateways.items():

@@ -73,7 +73,7 @@ def check_name(doc: Mapping[str, Any]) -> str:
     name = doc.get("name")
     if not name:
         raise CniError(INVALID_NETWORK_CONFIG, "missing network name")
-    if not isinstance(name, str) or not CONTAINER_ID_RE.match(name) or len(name) > 255:
+    if not isinstance(name, str) or not CONTAINER_ID_RE.fullmatch(name) or len(name) > 255:
         raise CniError(INVALID_NETWORK_CONFIG, "invalid characters found in network name", str(name)[:256])
     return name
 

@@ -65,7 +65,11 @@ def validate_ifname(name: str) -> None:
     if not name:
         raise CniError(INVALID_ENVIRONMENT, "interface name is empty")
     if len(name.encode()) > MAX_IFNAME:
-        raise CniError(INVALID_ENVIRONMENT, "interface name is too long", f"interface name should be less than {MAX_IFNAME + 1} characters")
+        raise CniError(
+            INVALID_ENVIRONMENT,
+            "interface name is too long",
+            f"interface name should be less than {MAX_IFNAME + 1} characters",
+        )
     if name in (".", ".."):
         raise CniError(INVALID_ENVIRONMENT, "interface name is . or ..")
     for char in name:
@@ -74,7 +78,7 @@ def validate_ifname(name: str) -> None:
 
 
 def validate_container_id(container_id: str) -> None:
-    if len(container_id) > MAX_CONTAINER_ID or not CONTAINER_ID_RE.match(container_id):
+    if len(container_id) > MAX_CONTAINER_ID or not CONTAINER_ID_RE.fullmatch(container_id):
         raise CniError(INVALID_ENVIRONMENT, "invalid characters in containerID", container_id[:256])
 
 

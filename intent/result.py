@@ -158,7 +158,9 @@ def parse_prev_result(doc: Mapping[str, Any]) -> Result:
         for i in doc.get("ips") or []
     )
     routes = tuple(
-        ResultRoute(dst=r.get("dst", ""), gw=r.get("gw", ""), extra={k: v for k, v in r.items() if k not in ("dst", "gw")})
+        ResultRoute(
+            dst=r.get("dst", ""), gw=r.get("gw", ""), extra={k: v for k, v in r.items() if k not in ("dst", "gw")}
+        )
         for r in doc.get("routes") or []
     )
     return Result(interfaces=interfaces, ips=ips, routes=routes, dns=doc.get("dns") or {})

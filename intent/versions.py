@@ -25,7 +25,9 @@ def parse_version(text: str) -> tuple[int, int, int]:
 
 def version_info_json() -> str:
     """VERSION's answer, byte for byte what the Go library prints."""
-    return json.dumps({"cniVersion": LIBRARY_VERSION, "supportedVersions": list(SUPPORTED_VERSIONS)}, separators=(",", ":"))
+    return json.dumps(
+        {"cniVersion": LIBRARY_VERSION, "supportedVersions": list(SUPPORTED_VERSIONS)}, separators=(",", ":")
+    )
 
 
 def require_supported(version: str) -> str:
@@ -33,7 +35,9 @@ def require_supported(version: str) -> str:
     effective = version or "0.1.0"
     if effective not in SUPPORTED_VERSIONS:
         quoted = " ".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
-        raise CniError(INCOMPATIBLE_VERSION, "incompatible CNI versions", f'config is "{effective}", plugin supports [{quoted}]')
+        raise CniError(
+            INCOMPATIBLE_VERSION, "incompatible CNI versions", f'config is "{effective}", plugin supports [{quoted}]'
+        )
     return effective
 
 

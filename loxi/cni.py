@@ -48,12 +48,14 @@ def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: Tex
 
         traceback.print_exc(file=stderr)
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        err = CniError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}", f"{where.filename}:{where.lineno}")
+        err = CniError(
+            INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}", f"{where.filename}:{where.lineno}"
+        )
         stdout.write(err.to_json())
         return 1
 
 
-def _dispatch(request, data: bytes, stdout: TextIO) -> int:  # noqa: ANN001 - CniRequest, imported lazily
+def _dispatch(request, data: bytes, stdout: TextIO) -> int:
     from intent.config import decode, load_netconf
     from intent.versions import require_command_allowed, require_supported
 

@@ -6,7 +6,6 @@ tests): the commands differ only in what they do with the plan.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from applier.ipam import IpamResult, ipam_add, ipam_check, ipam_del
 from applier.netns import Namespaces, same_namespace
 from applier.observe import Observer, observe
 from compiler.diff import diff, drift_messages
-from compiler.graph import DesiredState, compile_desired, compile_teardown, host_veth_name
+from compiler.graph import DesiredState, compile_desired, compile_teardown
 from compiler.model import NODE_NS, POD_NS, AddressLease, Attachment, Bridge, HostVeth, PodLink, Route, RouteIntent
 from compiler.plan import Plan
 from intent.config import NetConf
@@ -77,41 +76,37 @@ def build_result(conf: NetConf, desired: DesiredState, namespaces: Namespaces, i
         if gateway is None and conf.is_gateway:
             gateway = next(lease.address.network.hosts())
         ips.append(ResultIP(address=str(lease.address), gateway=str(gateway) if gateway else "", interface=2))
-    routes = [
-        ResultRoute(dst=str(r.dst), gw=str(r.gateway) if r.gateway else "") for r in desired.by_kind(Route)
-    ]
+    routes = [ResultRoute(dst=str(r.dst), gw=str(r.gateway) if r.gateway else "") for r in desired.by_kind(Route)]
     dns = dict(conf.dns) if conf.dns else dict(ipam.dns if ipam else {})
     return Result(interfaces=tuple(interfaces), ips=tuple(ips), routes=tuple(routes), dns=dns)
 
 
 def cmd_add(conf: NetConf, request: CniRequest) -> AddOutcome:
     attachment = attachment_of(conf, request)
-    with locks.exclusive(locks.attachment_lock_name(conf.name, request.container_id, request.ifname)):
-        with _pod_namespaces(request) as namespaces:
-            ipam = ipam_add(conf.raw, conf.stdin, request) if conf.has_ipam else None
-            try:
-                if ipam is not None and not ipam.leases:
-                    raise CniError(INVALID_NETWORK_CONFIG, "IPAM plugin returned missing IP config")
-                leases, routes = leases_from_ipam(ipam)
-                desired = compile_desired(conf, attachment, leases, routes)
-                plan = diff(desired, observe(namespaces, desired))
-                if plan.conflicts:
-                    raise CniError(CONFLICT, "; ".join(s.conflict for s in plan.conflicts))
-                Executor(namespaces, enable_dad=conf.enable_dad).apply(plan, conf.bridge)
-                result = build_result(conf, desired, namespaces, ipam)
-            except BaseException:
-                if ipam is not None:
-                    ipam_del(conf.raw, conf.stdin, request)
-                raise
+    lock = locks.attachment_lock_name(conf.name, request.container_id, request.ifname)
+    with locks.exclusive(lock), _pod_namespaces(request) as namespaces:
+        ipam = ipam_add(conf.raw, conf.stdin, request) if conf.has_ipam else None
+        try:
+            if ipam is not None and not ipam.leases:
+                raise CniError(INVALID_NETWORK_CONFIG, "IPAM plugin returned missing IP config")
+            leases, routes = leases_from_ipam(ipam)
+            desired = compile_desired(conf, attachment, leases, routes)
+            plan = diff(desired, observe(namespaces, desired))
+            if plan.conflicts:
+                raise CniError(CONFLICT, "; ".join(s.conflict for s in plan.conflicts))
+            Executor(namespaces, enable_dad=conf.enable_dad).apply(plan, conf.bridge)
+            result = build_result(conf, desired, namespaces, ipam)
+        except BaseException:
+            if ipam is not None and not ipam.reused:
+                ipam_del(conf.raw, conf.stdin, request)
+            raise
     return AddOutcome(result, plan)
 
 
 def _prev_leases(conf: NetConf, request: CniRequest) -> list[AddressLease]:
     """The addresses prevResult says this pod interface was given."""
     prev = parse_prev_result(conf.prev_result or {})
-    index = next(
-        (i for i, iface in enumerate(prev.interfaces) if iface.name == request.ifname and iface.sandbox), None
-    )
+    index = next((i for i, iface in enumerate(prev.interfaces) if iface.name == request.ifname and iface.sandbox), None)
     leases = []
     for ip in prev.ips:
         if prev.interfaces and ip.interface is not None and ip.interface != index:
@@ -172,6 +167,3 @@ def cmd_del(conf: NetConf, request: CniRequest) -> Plan:
         if conf.has_ipam:
             ipam_del(conf.raw, conf.stdin, request)
     return plan
-
-
-__all__ = ["cmd_add", "cmd_check", "cmd_del", "host_veth_name", "errno"]

@@ -288,7 +288,7 @@ def test_plugin_runs_with_an_empty_environment(node):
     pod = node.pod()
     call = add(node, pod, make_conf(node.data_dir), env={"PATH": None})
     assert call.rc == 0, call
-    assert "PATH" not in os.environ or True
+    assert True
 
 
 @pytest.mark.parametrize(
@@ -405,3 +405,16 @@ def test_other_ipam_types_are_delegated_through_cni_path(node):
     assert call.json["ips"] == [{"address": "10.244.1.77/24", "gateway": "10.244.1.1", "interface": 2}]
     assert node.cni("DEL", conf, container_id=CID, netns=pod.path).rc == 0
     assert node.ns.loxi_links() == []
+
+
+def test_a_failed_retry_of_add_keeps_the_working_pods_address(node):
+    """ADD retried for a pod that already works, and failing, must not release its address."""
+    pod = node.pod()
+    conf = make_conf(node.data_dir)
+    assert add(node, pod, conf).rc == 0
+    broken = make_conf(node.data_dir)
+    broken["ipam"]["routes"] = [{"dst": "10.96.0.0/12", "gw": "10.200.0.1"}]
+    call = add(node, pod, broken)
+    assert call.rc == 1 and call.json["code"] == 100, call
+    assert node.store_files("loxilight_cni") == ["10.244.1.2"]
+    assert pod.addresses("eth0") == ["10.244.1.2/24"]

@@ -111,7 +111,7 @@ def test_seed_conf_attributes():
     assert bridge.desired() == {"kind": "bridge", "up": True, "promisc": False, "mtu": 1500, "vlan_filtering": True}
     veth = desired.by_kind(HostVeth)[0]
     assert veth.desired()["master"] == "hsvlan100" and veth.desired()["mtu"] == 1500
-    port = [p for p in desired.by_kind(PortVlans) if not p.self_entry][0]
+    port = next(p for p in desired.by_kind(PortVlans) if not p.self_entry)
     assert port.desired() == {"vlans": ["100 pvid untagged"]}
     route = desired.by_kind(Route)[0]
     assert str(route.gateway) == "10.244.1.1", "routes default to the subnet's gateway"
@@ -148,7 +148,7 @@ def test_without_vlan_the_bridge_does_not_filter():
 
 def test_preserve_default_vlan_keeps_vlan_1_untagged():
     desired = seed_desired(preserveDefaultVlan=True)
-    port = [p for p in desired.by_kind(PortVlans) if not p.self_entry][0]
+    port = next(p for p in desired.by_kind(PortVlans) if not p.self_entry)
     assert port.desired() == {"vlans": ["1 untagged", "100 pvid untagged"]}
 
 
@@ -159,7 +159,12 @@ def test_preserve_default_vlan_keeps_vlan_1_untagged():
         ("bridge", "up", False, "hsvlan100: up is off, want on"),
         ("link", "mtu", 1400, "eth0 in /var/run/netns/p1: mtu is 1400, want 1500"),
         ("veth", "hairpin", True, "{veth}: hairpin is on, want off"),
-        ("port_vlans", "vlans", ["1 pvid untagged", "100"], "{veth}: vlans is [1 pvid untagged, 100], want [100 pvid untagged]"),
+        (
+            "port_vlans",
+            "vlans",
+            ["1 pvid untagged", "100"],
+            "{veth}: vlans is [1 pvid untagged, 100], want [100 pvid untagged]",
+        ),
     ],
 )
 def test_attribute_drift_becomes_a_modify_step_and_a_check_message(key, attr, observed, message):
