@@ -220,6 +220,8 @@ class Executor:
             ipr.link("add", **spec)
             self._push(f"create veth {obj.name}", lambda: self._delete_link(NODE_NS, obj.name))
             index = self._index(NODE_NS, obj.name)
+            if obj.owner:
+                ipr.link("set", index=index, ifalias=obj.owner)
             ipr.link("set", index=index, master=self._index(NODE_NS, obj.bridge))
             if obj.hairpin or obj.isolated:
                 ipr.brport("set", index=index, mode=int(obj.hairpin), isolated=int(obj.isolated))

@@ -45,6 +45,23 @@ def host_veth_name(attachment: Attachment) -> str:
     return HOST_VETH_PREFIX + digest.hexdigest()[:11]
 
 
+OWNER_PREFIX = "loxi-cni"
+
+
+def owner_alias(attachment: Attachment) -> str:
+    """`loxi-cni <network> <container id> <ifname>`: the host veth's alias, so GC can
+    tell which attachment a port serves without a record file (all three are
+    validated names without spaces)."""
+    return f"{OWNER_PREFIX} {attachment.network} {attachment.container_id} {attachment.ifname}"[:255]
+
+
+def parse_owner_alias(alias: str | None) -> tuple[str, str, str] | None:
+    parts = (alias or "").split(" ")
+    if len(parts) != 4 or parts[0] != OWNER_PREFIX:
+        return None
+    return parts[1], parts[2], parts[3]
+
+
 @dataclass
 class DesiredState:
     """The graph of what must exist, plus what must not (teardown)."""
@@ -115,6 +132,7 @@ def compile_desired(
             hairpin=conf.hairpin_mode,
             isolated=conf.port_isolation,
             peer_mac=conf.mac,
+            owner=owner_alias(attachment),
         ),
         needs=[bridge],
     )

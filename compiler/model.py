@@ -141,6 +141,8 @@ class HostVeth(NetObject):
     hairpin: bool = False
     isolated: bool = False
     peer_mac: str = ""
+    # Written to the link's alias: who the port belongs to, for GC and `loxi-plan show`.
+    owner: str = ""
 
     @property
     def name(self) -> str:

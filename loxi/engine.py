@@ -10,21 +10,41 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from applier import locks
 from applier.execute import Executor
-from applier.ipam import IpamResult, ipam_add, ipam_check, ipam_del
+from applier.ipam import HostLocalStore, IpamResult, ipam_add, ipam_check, ipam_del, ipam_type, is_host_local
+from applier.ipam.delegate import run_ipam_plugin
 from applier.netns import Namespaces, same_namespace
 from applier.observe import Observer, observe
 from compiler.diff import diff, drift_messages
-from compiler.graph import DesiredState, compile_desired, compile_teardown
+from compiler.graph import (
+    HOST_VETH_PREFIX,
+    DesiredState,
+    compile_desired,
+    compile_teardown,
+    host_veth_name,
+    parse_owner_alias,
+)
 from compiler.model import NODE_NS, POD_NS, AddressLease, Attachment, Bridge, HostVeth, PodLink, Route, RouteIntent
 from compiler.plan import Plan
 from intent.config import NetConf
 from intent.env import CniRequest
-from intent.errors import CONFLICT, INVALID_NETNS, INVALID_NETWORK_CONFIG, CniError
+from intent.errors import (
+    CONFLICT,
+    INVALID_NETNS,
+    INVALID_NETWORK_CONFIG,
+    KERNEL_ERROR,
+    NOT_AVAILABLE,
+    NOT_AVAILABLE_LIMITED,
+    CniError,
+)
+from intent.ipam_config import load_host_local
 from intent.result import Result, ResultInterface, ResultIP, ResultRoute, canonical_cidr, parse_prev_result
 
 CHECK_FAILED = 104  # CHECK found the attachment drifted from its intent
+ENODEV = 19
 
 
 @dataclass(frozen=True)
@@ -167,3 +187,85 @@ def cmd_del(conf: NetConf, request: CniRequest) -> Plan:
         if conf.has_ipam:
             ipam_del(conf.raw, conf.stdin, request)
     return plan
+
+
+def _valid_attachments(conf: NetConf) -> set[tuple[str, str]]:
+    """GC's keep-list; libcni sends both spellings (cni#1101)."""
+    listed = conf.raw.get("cni.dev/valid-attachments")
+    if listed is None:
+        listed = conf.raw.get("cni.dev/attachments")
+    if not isinstance(listed, list):
+        raise CniError(INVALID_NETWORK_CONFIG, "GC: cni.dev/valid-attachments must be a list")
+    keep = set()
+    for entry in listed:
+        if not isinstance(entry, dict) or not isinstance(entry.get("containerID"), str):
+            raise CniError(INVALID_NETWORK_CONFIG, f"GC: invalid attachment {entry!r}")
+        keep.add((entry["containerID"], str(entry.get("ifname", ""))))
+    return keep
+
+
+def cmd_gc(conf: NetConf, request: CniRequest) -> list[str]:
+    """Release every allocation and remove every loxi port of this network that no
+    listed attachment owns. Continues past errors and reports them together.
+    Returns what it removed (for logs and tests)."""
+    keep = _valid_attachments(conf)
+    removed: list[str] = []
+    errors: list[str] = []
+    if conf.has_ipam and is_host_local(conf.raw):
+        store = HostLocalStore(load_host_local(conf.raw, {}))
+        for allocation in store.allocations():
+            owner = (allocation.container_id, allocation.ifname)
+            if owner in keep or (not allocation.ifname and any(cid == allocation.container_id for cid, _ in keep)):
+                continue
+            try:
+                store.release(allocation.container_id, allocation.ifname)
+                removed.append(f"address {allocation.ip}")
+            except CniError as exc:
+                errors.append(f"release {allocation.ip}: {exc}")
+    elif conf.has_ipam:
+        run_ipam_plugin(ipam_type(conf.raw), "GC", conf.stdin, request)
+    keep_names = {host_veth_name(Attachment(conf.name, cid, ifname, "")) for cid, ifname in keep}
+    with Namespaces() as namespaces:
+        ipr = namespaces.ipr(NODE_NS)
+        bridge = ipr.link_lookup(ifname=conf.bridge)
+        for port in ipr.get_links(master=bridge[0]) if bridge else ():
+            name = port.get("IFLA_IFNAME", "")
+            owner = parse_owner_alias(port.get("IFLA_IFALIAS"))
+            if not name.startswith(HOST_VETH_PREFIX) or owner is None or owner[0] != conf.name or name in keep_names:
+                continue
+            try:
+                ipr.link("del", index=port["index"])
+                removed.append(f"veth {name}")
+            except NetlinkError as exc:
+                if exc.code != ENODEV:
+                    errors.append(f"delete {name}: {exc}")
+    if errors:
+        raise CniError(KERNEL_ERROR, "GC finished with errors", "; ".join(errors))
+    return removed
+
+
+def cmd_status(conf: NetConf, request: CniRequest) -> None:
+    """Exit 0 when an ADD could succeed now; 50 when it could not; 51 when pods
+    already attached may have lost connectivity (their bridge is down)."""
+    with Namespaces() as namespaces:
+        ipr = namespaces.ipr(NODE_NS)
+        found = ipr.link_lookup(ifname=conf.bridge)
+        if found:
+            link = ipr.link("get", index=found[0])[0]
+            kind = (link.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_KIND")
+            if kind != "bridge":
+                raise CniError(NOT_AVAILABLE, f'"{conf.bridge}" already exists but is not a bridge')
+            if not link["flags"] & 1 and any(True for _ in ipr.get_links(master=found[0])):
+                raise CniError(
+                    NOT_AVAILABLE_LIMITED, f"bridge {conf.bridge} is down: attached pods have no connectivity"
+                )
+    if not conf.has_ipam:
+        return
+    if is_host_local(conf.raw):
+        config = load_host_local(conf.raw, {})
+        store = HostLocalStore(config)
+        for index, range_set in enumerate(config.range_sets):
+            if not store.has_free(index):
+                raise CniError(NOT_AVAILABLE, f"no free address in range set {index}: {range_set.text}")
+    else:
+        run_ipam_plugin(ipam_type(conf.raw), "STATUS", conf.stdin, request)
