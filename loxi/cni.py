@@ -29,15 +29,16 @@ def _read_stdin(stream: BinaryIO) -> bytes:
 def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     """One CNI call, in-process. Returns the exit status."""
     try:
-        from intent.env import read_request
-
-        if not environ.get("CNI_COMMAND"):
+        command = environ.get("CNI_COMMAND")
+        if not command:
             print(f"{PLUGIN_ABOUT}\nCNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}", file=stderr)
             return 0
-        request = read_request(environ)
-        if request.command == "VERSION":
+        if command == "VERSION":  # needs nothing else: answer before importing anything more
             stdout.write(version_info_json() + "\n")
             return 0
+        from intent.env import read_request
+
+        request = read_request(environ)
         data = _read_stdin(stdin)
         return _dispatch(request, data, stdout)
     except CniError as err:
