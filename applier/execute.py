@@ -23,6 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from applier import locks
 from applier.netns import Namespaces
 from applier.sysctl import read_sysctl, write_sysctl
+from compiler.graph import HOST_VETH_PREFIX
 from compiler.model import (
     NODE_NS,
     Address,
@@ -33,6 +34,9 @@ from compiler.model import (
     PortVlans,
     Route,
     Sysctl,
+    Uplink,
+    VlanDevice,
+    parse_vlans,
 )
 from compiler.plan import CREATE, DELETE, MODIFY, Plan, Step
 from intent.errors import KERNEL_ERROR, KERNEL_FEATURE_MISSING, CniError
@@ -42,6 +46,7 @@ from intent.errors import KERNEL_ERROR, KERNEL_FEATURE_MISSING, CniError
 LOXI_ROUTE_PROTO = 76
 IFA_F_NODAD = 0x02
 FEATURE_VLAN_FILTERING = "bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)"
+FEATURE_8021Q = "802.1Q VLAN devices (CONFIG_VLAN_8021Q)"
 # A test hook: the test suite sets it to kill the plugin right before step N.
 KILL_BEFORE_STEP_ENV = "LOXI_TEST_KILL_BEFORE_STEP"
 
@@ -58,7 +63,7 @@ def random_mac() -> str:
 class Undo:
     description: str
     action: Callable[[], None]
-    shared_bridge: str = ""  # undo only while this bridge has no ports
+    shared_bridge: str = ""  # undo only while no pod's port is on this bridge
 
 
 @dataclass
@@ -85,12 +90,14 @@ class Executor:
             raise NetlinkError(errno.ENODEV, f"no link named {name}")
         return found[0]
 
-    def _bridge_has_ports(self, bridge: str) -> bool:
+    def _bridge_has_pods(self, bridge: str) -> bool:
+        """Does any pod use the bridge? Its uplink VLAN device is not a pod."""
         try:
             index = self._index(NODE_NS, bridge)
         except NetlinkError:
             return False
-        return any(True for _ in self._ipr(NODE_NS).get_links(master=index))
+        ports = self._ipr(NODE_NS).get_links(master=index)
+        return any(port.get("IFLA_IFNAME", "").startswith(HOST_VETH_PREFIX) for port in ports)
 
     # -- run -------------------------------------------------------------------
 
@@ -123,7 +130,7 @@ class Executor:
             try:
                 if undo.shared_bridge:
                     with locks.exclusive(locks.bridge_lock_name(undo.shared_bridge)):
-                        if not self._bridge_has_ports(undo.shared_bridge):
+                        if not self._bridge_has_pods(undo.shared_bridge):
                             undo.action()
                 else:
                     undo.action()
@@ -139,13 +146,15 @@ class Executor:
             Route: self._route,
             Sysctl: self._sysctl,
             PortVlans: self._port_vlans,
+            VlanDevice: self._vlan_device,
+            Uplink: self._uplink,
         }[type(step.obj)]
         handler(step)
 
     def _push(self, description: str, action: Callable[[], None], obj: NetObject | None = None) -> None:
         shared = ""
         if obj is not None and obj.shared:
-            shared = obj.name if isinstance(obj, Bridge) else getattr(obj, "link", "") or _owner_bridge(obj)
+            shared = obj.name if isinstance(obj, Bridge) else getattr(obj, "link", "") or getattr(obj, "bridge", "")
         self.undo.append(Undo(description, action, shared))
 
     # -- per kind -----------------------------------------------------------------
@@ -323,11 +332,9 @@ class Executor:
         have: dict[int, tuple[bool, bool]] = {}
         for change in step.changes:
             if change.name == "vlans":
-                for text in change.before or []:
-                    parts = text.split()
-                    have[int(parts[0])] = ("pvid" in parts, "untagged" in parts)
+                have = parse_vlans(change.before)
         self_flag = {"vlan_flags": 2} if obj.self_entry else {}
-        if not obj.self_entry:
+        if obj.exact:
             for vid in have:
                 if vid not in want:
                     ipr.vlan_filter("del", index=index, vlan_info={"vid": vid}, **self_flag)
@@ -336,10 +343,33 @@ class Executor:
                 continue
             flags = (["pvid"] if pvid else []) + (["untagged"] if untagged else [])
             ipr.vlan_filter("add", index=index, vlan_info={"vid": vid, "flags": flags}, **self_flag)
+            if vid not in have:
+                self._push(
+                    f"vlan {vid} on {obj.port}",
+                    lambda vid=vid: ipr.vlan_filter("del", index=index, vlan_info={"vid": vid}, **self_flag),
+                    obj,
+                )
 
+    def _vlan_device(self, step: Step) -> None:
+        obj: VlanDevice = step.obj  # type: ignore[assignment]
+        ipr = self._ipr(NODE_NS)
+        if step.op == CREATE:
+            ipr.link("add", ifname=obj.name, kind="vlan", link=self._index(NODE_NS, obj.parent), vlan_id=obj.vlan_id)
+            self._push(f"create vlan device {obj.name}", lambda: self._delete_link(NODE_NS, obj.name), obj)
+        index = self._index(NODE_NS, obj.name)
+        ipr.link("set", index=index, master=self._index(NODE_NS, obj.bridge))
+        ipr.link("set", index=index, state="up")
 
-def _owner_bridge(obj: NetObject) -> str:
-    return getattr(obj, "port", "")
+    def _uplink(self, step: Step) -> None:
+        obj: Uplink = step.obj  # type: ignore[assignment]
+        ipr = self._ipr(NODE_NS)
+        index = self._index(NODE_NS, obj.name)
+        for change in step.changes:
+            if change.name == "master":
+                ipr.link("set", index=index, master=self._index(NODE_NS, obj.bridge))
+                self._push(f"enslave uplink {obj.name}", lambda: ipr.link("set", index=index, master=0), obj)
+            elif change.name == "up":
+                ipr.link("set", index=index, state="up")
 
 
 def _as_cni_error(step: Step, exc: Exception) -> CniError:
@@ -348,10 +378,11 @@ def _as_cni_error(step: Step, exc: Exception) -> CniError:
     if isinstance(exc, NetlinkError | OSError):
         code = exc.code if isinstance(exc, NetlinkError) else exc.errno
         name = errno.errorcode.get(code or 0, str(code))
-        if code == errno.EOPNOTSUPP and isinstance(step.obj, PortVlans | Bridge):
+        if code == errno.EOPNOTSUPP and isinstance(step.obj, PortVlans | Bridge | VlanDevice):
+            feature = FEATURE_8021Q if isinstance(step.obj, VlanDevice) else FEATURE_VLAN_FILTERING
             return CniError(
                 KERNEL_FEATURE_MISSING,
-                f"the kernel lacks {FEATURE_VLAN_FILTERING}, needed by the VLAN setting",
+                f"the kernel lacks {feature}, needed by the VLAN setting",
                 f"step {step.describe()}: {name}",
             )
         text = exc.args[1] if len(exc.args) > 1 else str(exc)

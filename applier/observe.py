@@ -26,6 +26,9 @@ from compiler.model import (
     Route,
     Snapshot,
     Sysctl,
+    Uplink,
+    VlanDevice,
+    format_vlans,
 )
 
 IFF_UP = 0x1
@@ -105,13 +108,35 @@ class Observer:
         if msg is None:
             return None
         attrs = self._link_basics(msg)
-        master = msg.get("IFLA_MASTER")
-        attrs["master"] = self.link_name(obj.ns, master) if master else None
+        attrs["master"] = self._master(obj.ns, msg)
         slave = (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_SLAVE_DATA")
         attrs["hairpin"] = bool(slave.get("IFLA_BRPORT_MODE")) if slave else False
         attrs["isolated"] = bool(slave.get("IFLA_BRPORT_ISOLATED")) if slave else False
         attrs["peer"] = self._peer_of(msg, obj.peer_name)
         return Observed(attrs, {"index": msg["index"], "mac": msg.get("IFLA_ADDRESS")})
+
+    def _master(self, ns: str, msg: Any) -> str | None:
+        master = msg.get("IFLA_MASTER")
+        return self.link_name(ns, master) if master else None
+
+    def vlan_device(self, obj: VlanDevice) -> Observed | None:
+        msg = self.link(obj.ns, obj.name)
+        if msg is None:
+            return None
+        attrs = self._link_basics(msg)
+        data = (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_DATA")
+        attrs["vlan_id"] = data.get("IFLA_VLAN_ID") if data else None
+        parent = msg.get("IFLA_LINK")
+        attrs["parent"] = self.link_name(obj.ns, parent) if parent else None
+        attrs["master"] = self._master(obj.ns, msg)
+        return Observed(attrs, {"index": msg["index"]})
+
+    def uplink(self, obj: Uplink) -> Observed | None:
+        msg = self.link(obj.ns, obj.name)
+        if msg is None:
+            return None
+        attrs = {"up": bool(msg["flags"] & IFF_UP), "master": self._master(obj.ns, msg)}
+        return Observed(attrs, {"index": msg["index"]})
 
     def _peer_of(self, host_msg: Any, pod_ifname: str) -> str | None:
         """The pod link's name if the two ends point at each other, else None."""
@@ -172,7 +197,6 @@ class Observer:
         return None if value is None else Observed({"value": value})
 
     def port_vlans(self, obj: PortVlans) -> Observed | None:
-        kind = "bridge" if obj.self_entry else "veth"
         msg = self.link(obj.ns, obj.port)
         if msg is None:
             return None
@@ -189,9 +213,7 @@ class Observer:
                     vids.append(
                         (value["vid"], bool(flags & BRIDGE_VLAN_INFO_PVID), bool(flags & BRIDGE_VLAN_INFO_UNTAGGED))
                     )
-        from compiler.model import format_vlans
-
-        return Observed({"vlans": format_vlans(vids)}, {"link_kind": kind})
+        return Observed({"vlans": format_vlans(vids)})
 
     def observe(self, obj: NetObject) -> Observed | None:
         reader = {
@@ -202,6 +224,8 @@ class Observer:
             Route: self.route,
             Sysctl: self.sysctl,
             PortVlans: self.port_vlans,
+            VlanDevice: self.vlan_device,
+            Uplink: self.uplink,
         }[type(obj)]
         return reader(obj)
 

@@ -21,8 +21,11 @@ from compiler.model import (
     PodLink,
     PortVlans,
     Snapshot,
+    VlanDevice,
+    parse_vlans,
 )
 from compiler.plan import CREATE, DELETE, MODIFY, AttrChange, Plan, Step
+from intent.errors import MISSING_OBJECT
 
 
 def _link_key(obj: Address) -> ObjectKey:
@@ -36,9 +39,9 @@ def _attr_changes(obj: NetObject, observed: Observed) -> list[AttrChange]:
         if name in obj.create_only or name == "kind":
             continue
         have = observed.attrs.get(name)
-        if isinstance(obj, PortVlans) and obj.self_entry:
-            have_set = set(have or [])
-            if all(v in have_set for v in want):
+        if isinstance(obj, PortVlans) and not obj.exact:
+            have_vids = parse_vlans(have)
+            if all(have_vids.get(vid) == flags for vid, flags in parse_vlans(want).items()):
                 continue
         if have != want:
             changes.append(AttrChange(name, have, want))
@@ -82,7 +85,11 @@ def diff(desired: DesiredState, snapshot: Snapshot) -> Plan:
             for step in _address_steps(obj, snapshot):
                 (deletions if step.op == DELETE else forward).append(step)
         if observed is None:
-            forward.append(_creation(obj))
+            if not obj.creatable:
+                conflict = f"{obj.kind} {obj.name} does not exist in the node namespace"
+                forward.append(Step(CREATE, obj, reason="missing", conflict=conflict, conflict_code=MISSING_OBJECT))
+            else:
+                forward.append(_creation(obj))
             continue
         have_kind = observed.attrs.get("kind")
         want_kind = obj.desired().get("kind")
@@ -91,6 +98,13 @@ def diff(desired: DesiredState, snapshot: Snapshot) -> Plan:
             forward.append(
                 Step(CREATE, obj, reason="wrong kind", conflict=f'"{obj.name}" already exists but is not {what}')
             )
+            continue
+        if isinstance(obj, VlanDevice) and (
+            observed.attrs.get("vlan_id") != obj.vlan_id or observed.attrs.get("parent") != obj.parent
+        ):
+            have = f"VLAN {observed.attrs.get('vlan_id')} on {observed.attrs.get('parent')}"
+            conflict = f"{obj.name} exists as {have}, want VLAN {obj.vlan_id} on {obj.parent}: cannot change in place"
+            forward.append(Step(MODIFY, obj, reason="immutable attribute", conflict=conflict))
             continue
         if _peer_mismatch(obj, observed):
             if isinstance(obj, PodLink):

@@ -29,6 +29,8 @@ from compiler.model import (
     Route,
     RouteIntent,
     Sysctl,
+    Uplink,
+    VlanDevice,
 )
 from intent.config import NetConf
 
@@ -100,10 +102,44 @@ class _GraphBuilder:
 
 
 def _vlan_members(conf: NetConf) -> tuple[tuple[int, bool, bool], ...]:
-    vids = [(conf.vlan, True, True)]
-    if conf.preserve_default_vlan and conf.vlan != 1:
-        vids.append((1, False, True))
-    return tuple(sorted(vids))
+    """The pod port's VLANs, as the reference bridge plugin sets them: the access
+    VLAN as PVID untagged, trunk VLANs tagged, and VLAN 1 as PVID untagged for a
+    trunk without an access VLAN; VLAN 1 kept untagged with preserveDefaultVlan."""
+    access = conf.vlan or (1 if conf.vlan_trunk else 0)
+    vids = {access: (access, True, True)}
+    if conf.preserve_default_vlan and access != 1:
+        vids[1] = (1, False, True)
+    for vid in conf.vlan_trunk:
+        vids.setdefault(vid, (vid, False, False))
+    return tuple(sorted(vids.values()))
+
+
+def vlan_device_name(uplink: str, vlan_id: int) -> str:
+    """`<uplink>.<vid>`, clipped to 15 characters with a stable suffix when too long."""
+    name = f"{uplink}.{vlan_id}"
+    if len(name) <= 15:
+        return name
+    tail = f".{vlan_id}"
+    digest = hashlib.sha256(uplink.encode()).hexdigest()[:4]
+    return uplink[: 15 - len(tail) - len(digest)] + digest + tail
+
+
+def _add_uplink(builder: _GraphBuilder, conf: NetConf, bridge: NetObject) -> None:
+    """The VLAN node that carries the network's VLAN off the node."""
+    if conf.uplink_mode == "trunk":
+        uplink = builder.add(Uplink(ifname=conf.uplink, bridge=conf.bridge), needs=[bridge])
+        vids = ((conf.vlan, False, False),)
+        builder.add(PortVlans(port=conf.uplink, vids=vids, exact=False, bridge=conf.bridge), needs=[uplink])
+        return
+    uplink = builder.add(Uplink(ifname=conf.uplink))
+    device = builder.add(
+        VlanDevice(
+            device=vlan_device_name(conf.uplink, conf.vlan), parent=conf.uplink, vlan_id=conf.vlan, bridge=conf.bridge
+        ),
+        needs=[bridge, uplink],
+    )
+    vids = ((conf.vlan, True, True),)
+    builder.add(PortVlans(port=device.name, vids=vids, bridge=conf.bridge), needs=[device])
 
 
 def _gateway_for(lease: AddressLease) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -119,9 +155,10 @@ def compile_desired(
 ) -> DesiredState:
     """The graph an ADD must realise for this pod. Pure: no I/O."""
     builder = _GraphBuilder()
-    bridge = builder.add(
-        Bridge(bridge=conf.bridge, mtu=conf.mtu, promisc=conf.promisc_mode, vlan_filtering=bool(conf.vlan))
-    )
+    uses_vlans = bool(conf.vlan or conf.vlan_trunk)
+    bridge = builder.add(Bridge(bridge=conf.bridge, mtu=conf.mtu, promisc=conf.promisc_mode, vlan_filtering=uses_vlans))
+    if conf.uplink:
+        _add_uplink(builder, conf, bridge)
     host_name = host_veth_name(attachment)
     veth = builder.add(
         HostVeth(
@@ -136,8 +173,8 @@ def compile_desired(
         ),
         needs=[bridge],
     )
-    if conf.vlan:
-        builder.add(PortVlans(port=host_name, vids=_vlan_members(conf)), needs=[veth])
+    if uses_vlans:
+        builder.add(PortVlans(port=host_name, vids=_vlan_members(conf), bridge=conf.bridge), needs=[veth])
     link = builder.add(PodLink(ifname=attachment.ifname, peer_name=host_name, mtu=conf.mtu, mac=conf.mac), needs=[veth])
 
     gateway_objects: list[NetObject] = []
@@ -155,7 +192,11 @@ def compile_desired(
                 )
             )
     if conf.is_gateway and conf.vlan:
-        builder.add(PortVlans(port=conf.bridge, vids=((conf.vlan, True, True),), self_entry=True), needs=[bridge])
+        self_vids = ((conf.vlan, True, True),)
+        builder.add(
+            PortVlans(port=conf.bridge, vids=self_vids, self_entry=True, exact=False, bridge=conf.bridge),
+            needs=[bridge],
+        )
     if conf.is_gateway:
         families = {lease.interface.version for lease in leases}
         if 4 in families:

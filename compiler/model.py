@@ -46,6 +46,7 @@ class NetObject:
     kind: ClassVar[str] = "object"
     rank: ClassVar[int] = 0  # tie-breaker for the topological order
     shared: ClassVar[bool] = False
+    creatable: ClassVar[bool] = True  # False: must already exist (the node's uplink)
     create_only: ClassVar[frozenset[str]] = frozenset()
 
     @property
@@ -166,8 +167,9 @@ class HostVeth(NetObject):
 class PortVlans(NetObject):
     """VLAN membership of one bridge port (or of the bridge itself, `self_entry`).
 
-    `vids` maps a VLAN id to (pvid, untagged). The set is exact for pod ports:
-    a VLAN the port should not carry is drift.
+    `vids` holds (VLAN id, pvid, untagged). `exact` ports must carry these VLANs
+    and no others (a pod's port: VLAN 1 appearing is drift); the others must
+    carry at least these (a shared uplink trunk serves several networks).
     """
 
     kind: ClassVar[str] = "port_vlans"
@@ -176,6 +178,8 @@ class PortVlans(NetObject):
     port: str
     vids: tuple[tuple[int, bool, bool], ...]
     self_entry: bool = False
+    exact: bool = True
+    bridge: str = ""
 
     @property
     def name(self) -> str:
@@ -183,10 +187,57 @@ class PortVlans(NetObject):
 
     @property
     def shared(self) -> bool:  # type: ignore[override]
-        return self.self_entry
+        return not self.exact
 
     def desired(self) -> dict[str, Any]:
         return {"vlans": format_vlans(self.vids)}
+
+
+@dataclass(frozen=True)
+class VlanDevice(NetObject):
+    """An 802.1Q device `<uplink>.<vid>` on the node's uplink, a port of the bridge:
+    it carries the network's VLAN off the node, tagged, while the bridge sees it
+    untagged on this port. Shared by every pod of the network."""
+
+    kind: ClassVar[str] = "vlan"
+    rank: ClassVar[int] = 1
+    shared: ClassVar[bool] = True
+
+    device: str
+    parent: str
+    vlan_id: int
+    bridge: str
+
+    @property
+    def name(self) -> str:
+        return self.device
+
+    def desired(self) -> dict[str, Any]:
+        return {"kind": "vlan", "vlan_id": self.vlan_id, "parent": self.parent, "master": self.bridge, "up": True}
+
+
+@dataclass(frozen=True)
+class Uplink(NetObject):
+    """The node's NIC named by `uplink`. loxi-cni never creates it: it must exist.
+    With `uplinkMode: trunk` it is itself a tagged port of the bridge."""
+
+    kind: ClassVar[str] = "uplink"
+    rank: ClassVar[int] = 1
+    shared: ClassVar[bool] = True
+    creatable: ClassVar[bool] = False
+
+    ifname: str
+    bridge: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.ifname
+
+    def desired(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"up": True}
+        if self.bridge:
+            attrs["master"] = self.bridge
+        return attrs
 
 
 @dataclass(frozen=True)
@@ -276,12 +327,38 @@ class Route(NetObject):
 
 
 def format_vlans(vids: tuple[tuple[int, bool, bool], ...] | list[tuple[int, bool, bool]]) -> list[str]:
-    """Stable, readable VLAN membership: ['100 pvid untagged', '200']."""
-    out = []
-    for vid, pvid, untagged in sorted(vids):
-        flags = (" pvid" if pvid else "") + (" untagged" if untagged else "")
-        out.append(f"{vid}{flags}")
+    """Stable, readable VLAN membership, runs of plain tagged VLANs compressed:
+    ['100 pvid untagged', '200-299']."""
+    out: list[str] = []
+    run: list[int] = []
+
+    def flush() -> None:
+        if run:
+            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+            run.clear()
+
+    for vid, pvid, untagged in sorted(set(vids)):
+        if pvid or untagged:
+            flush()
+            out.append(f"{vid}{' pvid' if pvid else ''}{' untagged' if untagged else ''}")
+        elif run and vid == run[-1] + 1:
+            run.append(vid)
+        else:
+            flush()
+            run.append(vid)
+    flush()
     return out
+
+
+def parse_vlans(texts: list[str] | None) -> dict[int, tuple[bool, bool]]:
+    """The inverse of format_vlans: {vid: (pvid, untagged)}."""
+    vids: dict[int, tuple[bool, bool]] = {}
+    for text in texts or []:
+        parts = text.split()
+        first, _, last = parts[0].partition("-")
+        for vid in range(int(first), int(last or first) + 1):
+            vids[vid] = ("pvid" in parts, "untagged" in parts)
+    return vids
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ class Step:
     changes: tuple[AttrChange, ...] = ()
     reason: str = ""
     conflict: str = ""
+    conflict_code: int = 0  # the CNI error code a conflict is reported with (0: CONFLICT)
 
     @property
     def ns(self) -> str:

@@ -27,7 +27,7 @@ MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 MIN_MTU = 68
 
 # Keys whose feature is not built yet: setting them must not be silently ignored.
-_NOT_YET = ("ipMasq", "macspoofchk", "vlanTrunk", "disableContainerInterface")
+_NOT_YET = ("ipMasq", "macspoofchk", "disableContainerInterface")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class NetConf:
     promisc_mode: bool = False
     vlan: int = 0
     preserve_default_vlan: bool = False
+    vlan_trunk: tuple[int, ...] = ()
+    uplink: str = ""
+    uplink_mode: str = "vlan"
     port_isolation: bool = False
     enable_dad: bool = False
     mac: str = ""
@@ -113,6 +116,23 @@ def _pick_mac(doc: Mapping[str, Any], request: CniRequest) -> str:
     return ""
 
 
+def _trunk_vids(doc: Mapping[str, Any]) -> tuple[int, ...]:
+    """Expand `vlanTrunk` ({id} or {minID, maxID}) into VLAN ids, as the reference reads it."""
+    vids: set[int] = set()
+    for i, entry in enumerate(doc.get("vlanTrunk") or []):
+        where = f"invalid network config: vlanTrunk[{i}]"
+        if "id" in entry:
+            vids.add(entry["id"])
+            continue
+        low, high = entry.get("minID"), entry.get("maxID")
+        if low is None or high is None:
+            raise CniError(INVALID_NETWORK_CONFIG, f"{where}: minID and maxID are both required without id")
+        if low > high:
+            raise CniError(INVALID_NETWORK_CONFIG, f"{where}: minID {low} is greater than maxID {high}")
+        vids.update(range(low, high + 1))
+    return tuple(sorted(vids))
+
+
 def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None = None) -> NetConf:
     """Decode, validate and type the config. Raises CniError 1, 2, 6 or 7."""
     doc = decode(stdin) if doc is None else doc
@@ -135,6 +155,14 @@ def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None =
         raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: mtu: {mtu} is below the minimum of {MIN_MTU}")
     if doc.get("hairpinMode") and doc.get("promiscMode"):
         raise CniError(INVALID_NETWORK_CONFIG, "cannot set hairpin mode and promiscuous mode at the same time")
+    uplink = doc.get("uplink", "")
+    if uplink:
+        try:
+            validate_ifname(uplink)
+        except CniError as exc:
+            raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: uplink: {exc.msg}", uplink) from None
+        if not (vlan_id or vlan):
+            raise CniError(INVALID_NETWORK_CONFIG, "invalid network config: uplink needs vlanID (or vlan)")
     ipam = doc.get("ipam") or {}
     prev = doc.get("prevResult")
     return NetConf(
@@ -149,6 +177,9 @@ def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None =
         promisc_mode=bool(doc.get("promiscMode")),
         vlan=vlan_id or vlan,
         preserve_default_vlan=bool(doc.get("preserveDefaultVlan")),
+        vlan_trunk=_trunk_vids(doc),
+        uplink=uplink,
+        uplink_mode=doc.get("uplinkMode", "vlan"),
         port_isolation=bool(doc.get("portIsolation")),
         enable_dad=bool(doc.get("enabledad")),
         mac=_pick_mac(doc, request),

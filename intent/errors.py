@@ -29,6 +29,8 @@ KERNEL_ERROR = 100  # netlink or sysctl refused an operation of the plan
 CONFLICT = 101  # an existing object is in the way and is not ours
 KERNEL_FEATURE_MISSING = 102  # the running kernel lacks something the conf needs
 DELEGATE_FAILED = 103  # a delegated IPAM plugin failed without a CNI error
+CHECK_FAILED = 104  # CHECK found the attachment drifted from its intent
+MISSING_OBJECT = 105  # something the conf names must exist and does not (the uplink)
 INTERNAL_ERROR = 110  # a bug in loxi-cni; the message says where
 # The reference host-local plugin reports pool exhaustion as a plain Go error,
 # which the Go skel wraps as 999. Runtimes and scripts match on it, so keep it.

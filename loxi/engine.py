@@ -6,14 +6,17 @@ tests): the commands differ only in what they do with the plan.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from applier import locks
-from applier.execute import Executor
+from applier.execute import FEATURE_8021Q, FEATURE_VLAN_FILTERING, Executor
 from applier.ipam import HostLocalStore, IpamResult, ipam_add, ipam_check, ipam_del, ipam_type, is_host_local
 from applier.ipam.delegate import run_ipam_plugin
 from applier.netns import Namespaces, same_namespace
@@ -32,6 +35,7 @@ from compiler.plan import Plan
 from intent.config import NetConf
 from intent.env import CniRequest
 from intent.errors import (
+    CHECK_FAILED,
     CONFLICT,
     INVALID_NETNS,
     INVALID_NETWORK_CONFIG,
@@ -43,7 +47,6 @@ from intent.errors import (
 from intent.ipam_config import load_host_local
 from intent.result import Result, ResultInterface, ResultIP, ResultRoute, canonical_cidr, parse_prev_result
 
-CHECK_FAILED = 104  # CHECK found the attachment drifted from its intent
 ENODEV = 19
 
 
@@ -113,7 +116,8 @@ def cmd_add(conf: NetConf, request: CniRequest) -> AddOutcome:
             desired = compile_desired(conf, attachment, leases, routes)
             plan = diff(desired, observe(namespaces, desired))
             if plan.conflicts:
-                raise CniError(CONFLICT, "; ".join(s.conflict for s in plan.conflicts))
+                code = plan.conflicts[0].conflict_code or CONFLICT
+                raise CniError(code, "; ".join(s.conflict for s in plan.conflicts))
             Executor(namespaces, enable_dad=conf.enable_dad).apply(plan, conf.bridge)
             result = build_result(conf, desired, namespaces, ipam)
         except BaseException:
@@ -244,11 +248,46 @@ def cmd_gc(conf: NetConf, request: CniRequest) -> list[str]:
     return removed
 
 
+def missing_kernel_features(ipr: Any, conf: NetConf) -> list[str]:
+    """Probe, with a short-lived bridge of our own, for what a VLAN conf needs.
+
+    Reading a bridge's vlan_filtering attribute proves nothing (kernels without
+    the feature report 0 too), so STATUS asks the kernel the only reliable way.
+    """
+    if not (conf.vlan or conf.vlan_trunk):
+        return []
+    probe = f"loxiprobe{os.getpid() % 100000}"
+    missing = []
+    try:
+        ipr.link("add", ifname=probe, kind="bridge", br_vlan_filtering=1)
+    except NetlinkError as exc:
+        if exc.code != errno.EOPNOTSUPP:
+            raise
+        missing.append(FEATURE_VLAN_FILTERING)
+        ipr.link("add", ifname=probe, kind="bridge")
+    try:
+        if conf.uplink and conf.uplink_mode == "vlan":
+            try:
+                ipr.link("add", ifname=f"{probe}.1", kind="vlan", link=ipr.link_lookup(ifname=probe)[0], vlan_id=1)
+            except NetlinkError as exc:
+                if exc.code != errno.EOPNOTSUPP:
+                    raise
+                missing.append(FEATURE_8021Q)
+    finally:
+        ipr.link("del", index=ipr.link_lookup(ifname=probe)[0])
+    return missing
+
+
 def cmd_status(conf: NetConf, request: CniRequest) -> None:
     """Exit 0 when an ADD could succeed now; 50 when it could not; 51 when pods
     already attached may have lost connectivity (their bridge is down)."""
     with Namespaces() as namespaces:
         ipr = namespaces.ipr(NODE_NS)
+        missing = missing_kernel_features(ipr, conf)
+        if missing:
+            raise CniError(NOT_AVAILABLE, f"the kernel lacks {' and '.join(missing)}, needed by the VLAN setting")
+        if conf.uplink and not ipr.link_lookup(ifname=conf.uplink):
+            raise CniError(NOT_AVAILABLE, f"uplink {conf.uplink} does not exist in the node namespace")
         found = ipr.link_lookup(ifname=conf.bridge)
         if found:
             link = ipr.link("get", index=found[0])[0]

@@ -418,3 +418,25 @@ def test_a_failed_retry_of_add_keeps_the_working_pods_address(node):
     assert call.rc == 1 and call.json["code"] == 100, call
     assert node.store_files("loxilight_cni") == ["10.244.1.2"]
     assert pod.addresses("eth0") == ["10.244.1.2/24"]
+
+
+def test_status_reports_missing_vlan_kernel_features(node):
+    if os.path.exists("/proc/net/vlan"):
+        pytest.skip("this kernel has VLAN support")
+    conf = make_conf(node.data_dir, cniVersion="1.1.0", vlanID=100)
+    call = node.cni("STATUS", conf)
+    assert call.rc == 1 and call.json["code"] == 50, call
+    assert "bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)" in call.json["msg"]
+    assert sorted(node.ns.links()) == ["lo"], "the probe bridge is gone"
+    trunk = node.cni("ADD", make_conf(node.data_dir, vlanTrunk=[{"id": 200}]), container_id=CID, netns=node.pod().path)
+    assert trunk.rc == 1 and trunk.json["code"] == 102, trunk
+    assert sorted(node.ns.links()) == ["lo"] and node.store_files("loxilight_cni") == []
+
+
+def test_a_missing_uplink_fails_before_anything_changes(node):
+    pod = node.pod()
+    call = add(node, pod, make_conf(node.data_dir, vlanID=100, uplink="nosuchnic"))
+    assert call.rc == 1, call
+    assert call.json == {"code": 105, "msg": "uplink nosuchnic does not exist in the node namespace"}
+    assert sorted(node.ns.links()) == ["lo"] and list(pod.links()) == ["lo"]
+    assert node.store_files("loxilight_cni") == []

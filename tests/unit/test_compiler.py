@@ -286,3 +286,83 @@ def test_pod_link_is_not_touched_by_other_plugins_changes():
     snapshot[ObjectKey("pod", "link", "eth0")].attrs["qdisc"] = "fq_codel"
     assert diff(desired, snapshot).empty
     assert isinstance(desired.get(ObjectKey("pod", "link", "eth0")), PodLink)
+
+
+def test_vlan_trunk_port_members():
+    desired = seed_desired(vlanTrunk=[{"id": 200}, {"minID": 300, "maxID": 303}])
+    port = next(p for p in desired.by_kind(PortVlans) if p.port == host_veth_name(ATTACH))
+    assert port.desired() == {"vlans": ["100 pvid untagged", "200", "300-303"]}
+    desired = seed_desired(vlanID=None, isGateway=False, vlanTrunk=[{"id": 200}])
+    port = next(p for p in desired.by_kind(PortVlans))
+    assert port.desired() == {"vlans": ["1 pvid untagged", "200"]}, "a trunk without access VLAN keeps PVID 1"
+    assert desired.by_kind(Bridge)[0].desired()["vlan_filtering"] is True
+
+
+@pytest.mark.parametrize(
+    ("trunk", "message"),
+    [
+        ([{"minID": 5}], "vlanTrunk[0]: minID and maxID are both required without id"),
+        ([{"minID": 9, "maxID": 5}], "vlanTrunk[0]: minID 9 is greater than maxID 5"),
+        ([{"id": 5000}], "vlanTrunk[0].id: 5000 is greater than the maximum of 4094"),
+    ],
+)
+def test_bad_vlan_trunk_is_a_config_error(trunk, message):
+    from intent.errors import CniError
+
+    with pytest.raises(CniError) as err:
+        conf_of(vlanTrunk=trunk)
+    assert err.value.code == 7 and message in err.value.msg
+
+
+def test_uplink_adds_a_vlan_node_enslaved_to_the_bridge():
+    from compiler.graph import vlan_device_name
+    from compiler.model import Uplink, VlanDevice
+
+    desired = seed_desired(uplink="eth1")
+    device = desired.by_kind(VlanDevice)[0]
+    assert device.desired() == {"kind": "vlan", "vlan_id": 100, "parent": "eth1", "master": "hsvlan100", "up": True}
+    assert desired.graph.has_edge(ObjectKey("node", "uplink", "eth1"), device.key)
+    assert desired.graph.has_edge(ObjectKey("node", "bridge", "hsvlan100"), device.key)
+    port = next(p for p in desired.by_kind(PortVlans) if p.port == "eth1.100")
+    assert port.desired() == {"vlans": ["100 pvid untagged"]}
+    assert desired.by_kind(Uplink)[0].desired() == {"up": True}
+    assert vlan_device_name("enp0s31f6long", 100) == "enp0s31f6" + vlan_device_name("enp0s31f6long", 100)[9:]
+    assert len(vlan_device_name("enp0s31f6long", 4094)) == 15
+    assert vlan_device_name("enp0s31f6long", 100) != vlan_device_name("enp0s31f6lonh", 100)
+
+
+def test_uplink_trunk_mode_enslaves_the_uplink_as_a_tagged_port():
+    from compiler.model import Uplink, VlanDevice
+
+    desired = seed_desired(uplink="eth1", uplinkMode="trunk")
+    assert desired.by_kind(VlanDevice) == []
+    assert desired.by_kind(Uplink)[0].desired() == {"up": True, "master": "hsvlan100"}
+    port = next(p for p in desired.by_kind(PortVlans) if p.port == "eth1")
+    assert port.desired() == {"vlans": ["100"]} and not port.exact
+    snapshot = realized(desired)
+    snapshot[port.key].attrs["vlans"] = ["1 pvid untagged", "100", "200"]
+    assert diff(desired, snapshot).empty, "other VLANs on a shared trunk are not drift"
+
+
+def test_a_missing_uplink_is_a_clear_error_and_a_wrong_vlan_device_a_conflict():
+    from compiler.model import VlanDevice
+
+    desired = seed_desired(uplink="eth1")
+    snapshot = realized(desired)
+    snapshot[ObjectKey("node", "uplink", "eth1")] = None
+    plan = diff(desired, snapshot)
+    assert [(s.conflict, s.conflict_code) for s in plan.conflicts] == [
+        ("uplink eth1 does not exist in the node namespace", 105)
+    ]
+    snapshot = realized(desired)
+    key = desired.by_kind(VlanDevice)[0].key
+    snapshot[key].attrs["vlan_id"] = 200
+    assert "cannot change in place" in diff(desired, snapshot).conflicts[0].conflict
+
+
+def test_uplink_needs_a_vlan():
+    from intent.errors import CniError
+
+    with pytest.raises(CniError) as err:
+        conf_of(vlanID=None, uplink="eth1")
+    assert err.value.msg == "invalid network config: uplink needs vlanID (or vlan)"
