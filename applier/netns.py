@@ -39,7 +39,7 @@ def _setns(fd: int) -> None:
 def same_namespace(path: str) -> bool:
     """Is `path` the namespace this process runs in (CNI's code 8 case)?"""
     try:
-        a, b = os.stat(path), os.stat("/proc/self/ns/net")
+        a, b = os.stat(path), os.stat("/proc/thread-self/ns/net")
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)

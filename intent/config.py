@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from intent.env import CONTAINER_ID_RE, CniRequest, validate_ifname
@@ -81,13 +82,18 @@ def check_name(doc: Mapping[str, Any]) -> str:
     return name
 
 
-def validate_schema(doc: Mapping[str, Any]) -> None:
-    """Check against schemas/loxi-cni.conf.schema.json; the message names the key."""
+@cache
+def _validator() -> Any:
     import jsonschema  # deferred: VERSION and env errors never need it
 
     from schemas import load_schema
 
-    validator = jsonschema.Draft202012Validator(load_schema(SCHEMA_NAME))
+    return jsonschema.Draft202012Validator(load_schema(SCHEMA_NAME))
+
+
+def validate_schema(doc: Mapping[str, Any]) -> None:
+    """Check against schemas/loxi-cni.conf.schema.json; the message names the key."""
+    validator = _validator()
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]

@@ -84,8 +84,28 @@ def _dispatch(request, data: bytes, stdout: TextIO) -> int:
 
 
 def main() -> None:
+    """Hand the call to loxi-agent when one answers; otherwise run it here."""
     stdout = sys.stdout
-    code = run(os.environ, sys.stdin.buffer, stdout, sys.stderr)
+    environ = os.environ
+    stdin: BinaryIO = sys.stdin.buffer
+    command = environ.get("CNI_COMMAND")
+    if command and command != "VERSION":
+        from io import BytesIO
+
+        from loxi.client import call_agent
+
+        try:
+            data = sys.stdin.buffer.read()
+        except OSError as exc:
+            stdout.write(CniError(IO_FAILURE, f"error reading from stdin: {exc}").to_json())
+            sys.exit(1)
+        reply = call_agent(environ, data)
+        if reply is not None:
+            stdout.write(reply[1])
+            stdout.flush()
+            sys.exit(reply[0])
+        stdin = BytesIO(data)
+    code = run(environ, stdin, stdout, sys.stderr)
     stdout.flush()
     sys.exit(code)
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,51 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 REFERENCE_CNI_DIR = Path("/usr/lib/cni")
+
+
+AGENT_MODE = os.environ.get("LOXI_TEST_MODE") == "agent"
+
+
+def agent_path() -> Path:
+    return plugin_path().parent / "loxi-agent"
+
+
+class AgentProcess:
+    """A loxi-agent serving the tests on a private socket (LOXI_TEST_MODE=agent)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.socket = directory / "agent.sock"
+        self.log = directory / "agent.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([str(agent_path()), "--socket", str(self.socket)], stderr=log)
+        for _ in range(200):
+            if self.socket.exists():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"loxi-agent did not start: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def agent_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The socket the plugin should use: a test agent's in agent mode, '' (in-process) otherwise."""
+    if not AGENT_MODE:
+        yield ""
+        return
+    agent = AgentProcess(tmp_path_factory.mktemp("agent"))
+    try:
+        yield str(agent.socket)
+    finally:
+        agent.stop()
 
 
 def plugin_path() -> Path:
@@ -132,10 +178,11 @@ def netns() -> Iterator[NetnsFactory]:
 class Node:
     """A node: its namespace, its IPAM store, and the plugin run inside it."""
 
-    def __init__(self, ns: Netns, data_dir: Path, factory: NetnsFactory) -> None:
+    def __init__(self, ns: Netns, data_dir: Path, factory: NetnsFactory, agent_socket: str = "") -> None:
         self.ns = ns
         self.data_dir = data_dir
         self.factory = factory
+        self.agent_socket = agent_socket
 
     def cni(
         self,
@@ -157,6 +204,8 @@ class Node:
             "CNI_IFNAME": ifname,
             "CNI_ARGS": args,
             "CNI_PATH": cni_path or f"{REFERENCE_CNI_DIR}:/opt/cni/bin",
+            # '' keeps the call in-process even if a node agent runs on this machine
+            "LOXI_AGENT_SOCKET": self.agent_socket,
         }
         environ.update(env or {})
         environ = {k: v for k, v in environ.items() if v is not None}
@@ -181,9 +230,10 @@ class Node:
 
 
 @pytest.fixture
-def node(netns: NetnsFactory, tmp_path: Path) -> Node:
+def node(netns: NetnsFactory, tmp_path: Path, agent_socket: str) -> Node:
+    """A fresh node; in agent mode (LOXI_TEST_MODE=agent) its plugin calls go through loxi-agent."""
     assert plugin_path().exists(), f"{plugin_path()} is not installed: run scripts/setup"
-    return Node(netns("node"), tmp_path / "ipam", netns)
+    return Node(netns("node"), tmp_path / "ipam", netns, agent_socket)
 
 
 def make_conf(data_dir: Path, **overrides: Any) -> dict:

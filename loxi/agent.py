@@ -1,0 +1,115 @@
+"""`loxi-agent`: a node daemon that keeps the engine imported and answers loxi-cni.
+
+A cold loxi-cni pays ~0.5 s of imports (pyroute2, networkx, jsonschema) per
+pod. The agent pays them once. Each request runs in its own thread, which first
+enters the caller's network namespace (the descriptor the client sent) and then
+runs exactly the in-process entry point, `loxi.cni.run`: one code path, the same
+locks, so the agent and in-process runs can act on one node at once.
+
+Threads, not asyncio: every thread carries its own network namespace (setns is
+per thread) and its own netlink sockets, and pyroute2 is never asked to fork.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import io
+import os
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+
+from applier.netns import _setns
+from loxi.agent_protocol import DEFAULT_SOCKET, PROTOCOL_VERSION, ProtocolError, recv_frame, send_frame
+from loxi.cni import run
+
+SO_PEERCRED_FORMAT = "3i"
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize(SO_PEERCRED_FORMAT))
+    return struct.unpack(SO_PEERCRED_FORMAT, creds)[1]
+
+
+class Handler(socketserver.BaseRequestHandler):
+    """One CNI call: enter the caller's namespace, run the engine, reply."""
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        fds: list[int] = []
+        try:
+            if _peer_uid(sock) != 0:
+                send_frame(sock, {"v": PROTOCOL_VERSION, "error": "only root may use loxi-agent"})
+                return
+            request, fds = recv_frame(sock, want_fds=1)
+            if len(fds) != 1:
+                send_frame(sock, {"v": PROTOCOL_VERSION, "error": "the request carries no network namespace"})
+                return
+            _setns(fds[0])  # this thread only; it ends with the request
+            environ = {k: str(v) for k, v in dict(request.get("env") or {}).items()}
+            stdin = base64.b64decode(request.get("stdin") or "")
+            stdout, stderr = io.StringIO(), io.StringIO()
+            rc = run(environ, io.BytesIO(stdin), stdout, stderr)
+            if stderr.getvalue():
+                sys.stderr.write(stderr.getvalue())
+            send_frame(sock, {"v": PROTOCOL_VERSION, "rc": rc, "stdout": stdout.getvalue()})
+        except (ProtocolError, OSError, ValueError) as exc:
+            print(f"loxi-agent: request failed: {exc}", file=sys.stderr)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve(path: str) -> None:
+    # Import the engine before the socket exists: a client that finds the socket
+    # finds an agent ready to answer at full speed.
+    import loxi.engine  # noqa: F401
+    from intent.config import validate_schema
+
+    validate_schema({"type": "loxi-cni"})
+
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    if os.path.exists(path):
+        os.unlink(path)
+    old_umask = os.umask(0o177)
+    try:
+        server = AgentServer(path, Handler)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    print(f"loxi-agent: listening on {path}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="loxi-agent",
+        description="Serve loxi-cni calls from a warm process over a root-only unix socket.",
+        epilog="example: loxi-agent --socket /run/loxi/agent.sock",
+    )
+    parser.add_argument("--socket", default=os.environ.get("LOXI_AGENT_SOCKET") or DEFAULT_SOCKET)
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(args.socket)
+
+
+if __name__ == "__main__":
+    main()

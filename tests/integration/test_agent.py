@@ -1,0 +1,95 @@
+"""loxi-agent: the warm path, its socket, its fallback and its robustness."""
+
+from __future__ import annotations
+
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from loxi.agent_protocol import PROTOCOL_VERSION, recv_frame, send_frame
+from tests.conftest import AgentProcess, Node, make_conf
+
+
+@pytest.fixture
+def agent(tmp_path):
+    process = AgentProcess(tmp_path)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def agent_node(node: Node, agent: AgentProcess) -> Node:
+    return Node(node.ns, node.data_dir, node.factory, str(agent.socket))
+
+
+def test_the_agent_serves_add_check_del_from_a_node_namespace(node, agent):
+    warm = agent_node(node, agent)
+    pod = warm.pod()
+    conf = make_conf(warm.data_dir)
+    add = warm.cni("ADD", conf, container_id="via-agent", netns=pod.path)
+    assert add.rc == 0, add
+    assert pod.addresses("eth0") == ["10.244.1.2/24"]
+    assert node.ns.addresses("hsvlan100") == ["10.244.1.1/24"], "made in the caller's node namespace"
+    check = warm.cni("CHECK", {**conf, "prevResult": add.json}, container_id="via-agent", netns=pod.path)
+    assert check.rc == 0, check
+    # the in-process path sees the same state: one engine
+    same = node.cni("CHECK", {**conf, "prevResult": add.json}, container_id="via-agent", netns=pod.path)
+    assert same.rc == 0, same
+    bad = warm.cni("ADD", b"{not json", container_id="x", netns=pod.path)
+    assert bad.rc == 1 and bad.json["code"] == 6
+    assert warm.cni("DEL", conf, container_id="via-agent", netns=pod.path).rc == 0
+    assert node.ns.loxi_links() == [] and node.store_files("loxilight_cni") == []
+    assert "loxi-agent: listening" in agent.log.read_text()
+
+
+def test_socket_is_root_only(agent):
+    assert stat.S_IMODE(agent.socket.stat().st_mode) == 0o600
+    assert stat.S_IMODE(agent.socket.parent.stat().st_mode) == 0o700
+
+
+def test_a_broken_request_does_not_kill_the_agent(node, agent):
+    for garbage in (b"\x00\x00\x00\x05hello", b"\xff\xff\xff\xff", b""):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(agent.socket))
+            sock.sendall(garbage)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(agent.socket))
+        send_frame(sock, {"v": PROTOCOL_VERSION, "env": {}, "stdin": ""})  # no namespace descriptor
+        reply, _ = recv_frame(sock)
+        assert reply["error"] == "the request carries no network namespace"
+    assert agent.proc.poll() is None
+    warm = agent_node(node, agent)
+    call = warm.cni("ADD", make_conf(warm.data_dir), container_id="after-garbage", netns=warm.pod().path)
+    assert call.rc == 0, call
+
+
+def test_non_root_callers_are_refused(agent):
+    code = (
+        "import socket,sys; from loxi.agent_protocol import *; s=socket.socket(socket.AF_UNIX);"
+        f"s.connect({str(agent.socket)!r}); print(recv_frame(s)[0])"
+    )
+    # the socket is 0600: a non-root process cannot even connect
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "Permission denied" in proc.stderr
+
+
+def test_plugin_falls_back_in_process_when_the_agent_is_gone(node, agent):
+    warm = agent_node(node, agent)
+    agent.stop()
+    warm_socket_exists = agent.socket.exists()
+    call = warm.cni("ADD", make_conf(warm.data_dir), container_id="fallback", netns=warm.pod().path)
+    assert call.rc == 0, call
+    assert not warm_socket_exists, "the agent removed its socket on SIGTERM"
+    # a stale socket file (agent crashed) also falls back
+    agent.socket.touch()
+    call = warm.cni("DEL", make_conf(warm.data_dir), container_id="fallback")
+    assert call.rc == 0, call
+    assert node.store_files("loxilight_cni") == []
