@@ -82,20 +82,67 @@ def validate_container_id(container_id: str) -> None:
         raise CniError(INVALID_ENVIRONMENT, "invalid characters in containerID", container_id[:256])
 
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def go_quote(text: str) -> str:
+    """Go's `%q` of a string (strconv.Quote), so messages match the Go library's."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif char.isprintable():
+            out.append(char)
+        elif ord(char) < 0x80:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) <= 0xFFFF:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
+
+
+def _go_bool(pair: str, value: str) -> bool:
+    """types.UnmarshallableBool: 1/true and 0/false, case-insensitive; anything else is an error."""
+    lowered = value.lower()
+    if lowered in ("1", "true"):
+        return True
+    if lowered in ("0", "false"):
+        return False
+    raise CniError(
+        INVALID_ENVIRONMENT,
+        f"ARGS: error parsing value of pair {go_quote(pair)}: boolean unmarshal error: invalid value {value})",
+    )
+
+
 def parse_cni_args(text: str) -> dict[str, str]:
-    """Split `K=V;K=V` as Go's LoadArgs does, including its unknown-key rule."""
+    """Split `K=V;K=V` as Go's LoadArgs does, including its unknown-key rule and messages.
+
+    Unknown pairs are reported whole, in the order given (`ARGS: unknown args ["FOO=1"]`).
+    """
     pairs: dict[str, str] = {}
     if not text:
         return pairs
+    unknown: list[str] = []
+    ignore_unknown = False
     for item in text.split(";"):
         parts = item.split("=")
         if len(parts) != 2:
-            raise CniError(INVALID_ENVIRONMENT, f"ARGS: invalid pair {item!r}")
-        pairs[parts[0]] = parts[1]
-    ignore_unknown = pairs.get("IgnoreUnknown", "").lower() in ("1", "true")
-    unknown = sorted(key for key in pairs if key not in KNOWN_CNI_ARGS)
+            raise CniError(INVALID_ENVIRONMENT, f"ARGS: invalid pair {go_quote(item)}")
+        key, value = parts
+        if key not in KNOWN_CNI_ARGS:
+            unknown.append(item)
+            continue
+        if key == "IgnoreUnknown":
+            ignore_unknown = _go_bool(item, value)
+        pairs[key] = value
     if unknown and not ignore_unknown:
-        raise CniError(INVALID_ENVIRONMENT, f"ARGS: unknown args {unknown}")
+        raise CniError(INVALID_ENVIRONMENT, f"ARGS: unknown args [{' '.join(go_quote(u) for u in unknown)}]")
+    for item in unknown:  # kept for delegates and logs; known keys win over nothing
+        key, value = item.split("=")
+        pairs.setdefault(key, value)
     return pairs
 
 

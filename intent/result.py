@@ -134,6 +134,18 @@ def _legacy_dict(result: Result, version: str) -> dict[str, Any]:
     return doc
 
 
+def require_convertible(version: str, has_addresses: bool) -> None:
+    """Fail *before* ADD touches anything when its result could not be printed.
+
+    0.1/0.2 results carry nothing but addresses, so an L2-only ADD (no `ipam`)
+    cannot be reported at those versions (Go: `cannot convert: no valid IP
+    addresses`). The reference finds out after creating the veth; call this
+    first so nothing is left behind.
+    """
+    if parse_version(version or "0.1.0")[:2] < (0, 3) and not has_addresses:
+        raise CniError(INCOMPATIBLE_VERSION, "cannot convert: no valid IP addresses")
+
+
 def format_result(result: Result, version: str) -> str:
     """The Go library's layout: 4-space indent, no trailing newline."""
     return json.dumps(result_to_dict(result, version), indent=4)

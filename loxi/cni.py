@@ -68,8 +68,9 @@ def _dispatch(request, data: bytes, stdout: TextIO) -> int:
     from loxi import engine
 
     if request.command == "ADD":
-        from intent.result import format_result
+        from intent.result import format_result, require_convertible
 
+        require_convertible(conf.cni_version, conf.has_ipam)
         outcome = engine.cmd_add(conf, request)
         stdout.write(format_result(outcome.result, conf.cni_version))
     elif request.command == "DEL":
