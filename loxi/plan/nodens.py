@@ -1,0 +1,33 @@
+"""Run loxi-plan as if it were the plugin running in another node namespace.
+
+The plugin treats the namespace it runs in as "the node". loxi-plan gets the
+same view by moving its one thread into `--node-netns` before anything opens a
+netlink socket or reads /proc/sys/net, and stays there: it is a one-shot,
+single-threaded CLI, so no other code can be surprised by the move. Nothing is
+exec'd (no `ip netns exec`, no `nsenter`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from applier.netns import CLONE_NEWNET, open_netns
+from intent.errors import INVALID_NETNS, CniError
+
+
+def enter_node_netns(path: str) -> None:
+    """setns(2) this thread into the network namespace at `path`; raise CniError if it is not one."""
+    try:
+        fd = open_netns(path)
+    except FileNotFoundError:
+        raise CniError(INVALID_NETNS, f"--node-netns {path}: no such namespace") from None
+    except CniError:
+        raise CniError(INVALID_NETNS, f"--node-netns {path}: not an absolute path to a network namespace") from None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise CniError(INVALID_NETNS, f"--node-netns {path}: setns failed: {os.strerror(err)}")
+    finally:
+        os.close(fd)
