@@ -20,7 +20,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from applier import locks
+from applier import locks, nftables
 from applier.netns import Namespaces
 from applier.sysctl import read_sysctl, write_sysctl
 from compiler.graph import HOST_VETH_PREFIX
@@ -29,10 +29,12 @@ from compiler.model import (
     Address,
     Bridge,
     HostVeth,
+    Masquerade,
     NetObject,
     PodLink,
     PortVlans,
     Route,
+    SpoofCheck,
     Sysctl,
     Uplink,
     VlanDevice,
@@ -148,6 +150,8 @@ class Executor:
             PortVlans: self._port_vlans,
             VlanDevice: self._vlan_device,
             Uplink: self._uplink,
+            Masquerade: self._masquerade,
+            SpoofCheck: self._spoof_check,
         }[type(step.obj)]
         handler(step)
 
@@ -254,7 +258,8 @@ class Executor:
         ipr = self._ipr("pod")
         index = self._index("pod", obj.name)  # made with the host veth
         if step.op == CREATE:
-            ipr.link("set", index=index, state="up")
+            if obj.up:
+                ipr.link("set", index=index, state="up")
             return
         for change in step.changes:
             if change.name == "mtu":
@@ -262,7 +267,7 @@ class Executor:
             elif change.name == "mac":
                 ipr.link("set", index=index, address=change.after)
             elif change.name == "up":
-                ipr.link("set", index=index, state="up")
+                ipr.link("set", index=index, state="up" if change.after else "down")
 
     def _address(self, step: Step) -> None:
         obj: Address = step.obj  # type: ignore[assignment]
@@ -371,10 +376,29 @@ class Executor:
             elif change.name == "up":
                 ipr.link("set", index=index, state="up")
 
+    def _masquerade(self, step: Step) -> None:
+        obj: Masquerade = step.obj  # type: ignore[assignment]
+        if step.op in (DELETE, MODIFY):
+            nftables.delete_masquerade(obj.backend, obj.tag)
+        if step.op in (CREATE, MODIFY):
+            rules = [nftables.MasqRule(*text.split(" ! ")) for text in obj.rules]
+            nftables.add_masquerade(obj.backend, obj.tag, rules)
+            self._push(f"masquerade {obj.tag}", lambda: nftables.delete_masquerade(obj.backend, obj.tag))
+
+    def _spoof_check(self, step: Step) -> None:
+        obj: SpoofCheck = step.obj  # type: ignore[assignment]
+        if step.op in (DELETE, MODIFY):
+            nftables.delete_spoof_check(obj.tag)
+        if step.op in (CREATE, MODIFY):
+            nftables.add_spoof_check(obj.tag, obj.port, obj.mac)
+            self._push(f"macspoofchk {obj.tag}", lambda: nftables.delete_spoof_check(obj.tag))
+
 
 def _as_cni_error(step: Step, exc: Exception) -> CniError:
     if isinstance(exc, CniError):
         return exc
+    if isinstance(exc, nftables.NetfilterError):
+        return CniError(KERNEL_ERROR, f"{step.describe()}: netfilter refused", str(exc))
     if isinstance(exc, NetlinkError | OSError):
         code = exc.code if isinstance(exc, NetlinkError) else exc.errno
         name = errno.errorcode.get(code or 0, str(code))

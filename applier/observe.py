@@ -12,6 +12,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from applier import nftables
 from applier.netns import Namespaces
 from applier.sysctl import read_sysctl
 from compiler.graph import DesiredState
@@ -19,12 +20,14 @@ from compiler.model import (
     Address,
     Bridge,
     HostVeth,
+    Masquerade,
     NetObject,
     Observed,
     PodLink,
     PortVlans,
     Route,
     Snapshot,
+    SpoofCheck,
     Sysctl,
     Uplink,
     VlanDevice,
@@ -138,6 +141,18 @@ class Observer:
         attrs = {"up": bool(msg["flags"] & IFF_UP), "master": self._master(obj.ns, msg)}
         return Observed(attrs, {"index": msg["index"]})
 
+    def masquerade(self, obj: Masquerade) -> Observed | None:
+        """Rules with the attachment's tag; a teardown looks in both backends."""
+        if obj.rules:
+            rules = nftables.masquerade_rules(obj.backend, obj.tag)
+        else:
+            rules = nftables.masquerade_rules("nftables", obj.tag) + nftables.masquerade_rules("iptables", obj.tag)
+        return Observed({"rules": sorted(rules)}) if rules else None
+
+    def spoof_check(self, obj: SpoofCheck) -> Observed | None:
+        rules = nftables.spoof_rules(obj.tag)
+        return Observed({"rule": rules[0] if len(rules) == 1 else rules}) if rules else None
+
     def _peer_of(self, host_msg: Any, pod_ifname: str) -> str | None:
         """The pod link's name if the two ends point at each other, else None."""
         pod = self.link("pod", pod_ifname)
@@ -226,6 +241,8 @@ class Observer:
             PortVlans: self.port_vlans,
             VlanDevice: self.vlan_device,
             Uplink: self.uplink,
+            Masquerade: self.masquerade,
+            SpoofCheck: self.spoof_check,
         }[type(obj)]
         return reader(obj)
 

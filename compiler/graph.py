@@ -22,12 +22,14 @@ from compiler.model import (
     Attachment,
     Bridge,
     HostVeth,
+    Masquerade,
     NetObject,
     ObjectKey,
     PodLink,
     PortVlans,
     Route,
     RouteIntent,
+    SpoofCheck,
     Sysctl,
     Uplink,
     VlanDevice,
@@ -48,6 +50,20 @@ def host_veth_name(attachment: Attachment) -> str:
 
 
 OWNER_PREFIX = "loxi-cni"
+
+
+def attachment_tag(attachment: Attachment) -> str:
+    """`loxi-cni <24 hex>`: the comment on the attachment's netfilter rules (short
+    enough for nftables' 128-byte comments, stable for retries and DEL)."""
+    digest = hashlib.sha256(f"{attachment.network}\0{attachment.container_id}\0{attachment.ifname}".encode())
+    return f"{OWNER_PREFIX} {digest.hexdigest()[:24]}"
+
+
+def spoofcheck_mac(attachment: Attachment) -> str:
+    """A stable, locally administered MAC for a pod whose MAC the spoof check must
+    know before the pod exists (macspoofchk without a requested MAC)."""
+    digest = hashlib.sha256(f"mac\0{attachment.network}\0{attachment.container_id}\0{attachment.ifname}".encode())
+    return "02:" + ":".join(digest.hexdigest()[i : i + 2] for i in range(0, 10, 2))
 
 
 def owner_alias(attachment: Attachment) -> str:
@@ -160,6 +176,7 @@ def compile_desired(
     if conf.uplink:
         _add_uplink(builder, conf, bridge)
     host_name = host_veth_name(attachment)
+    pod_mac = conf.mac or (spoofcheck_mac(attachment) if conf.mac_spoof_check else "")
     veth = builder.add(
         HostVeth(
             host_name=host_name,
@@ -168,14 +185,25 @@ def compile_desired(
             mtu=conf.mtu,
             hairpin=conf.hairpin_mode,
             isolated=conf.port_isolation,
-            peer_mac=conf.mac,
+            peer_mac=pod_mac,
             owner=owner_alias(attachment),
         ),
         needs=[bridge],
     )
     if uses_vlans:
         builder.add(PortVlans(port=host_name, vids=_vlan_members(conf), bridge=conf.bridge), needs=[veth])
-    link = builder.add(PodLink(ifname=attachment.ifname, peer_name=host_name, mtu=conf.mtu, mac=conf.mac), needs=[veth])
+    link = builder.add(
+        PodLink(
+            ifname=attachment.ifname,
+            peer_name=host_name,
+            mtu=conf.mtu,
+            mac=pod_mac,
+            up=not conf.disable_container_interface,
+        ),
+        needs=[veth],
+    )
+    if conf.mac_spoof_check:
+        builder.add(SpoofCheck(tag=attachment_tag(attachment), port=host_name, mac=pod_mac), needs=[veth])
 
     gateway_objects: list[NetObject] = []
     pod_addresses: dict[int, list[NetObject]] = {4: [], 6: []}
@@ -221,6 +249,12 @@ def compile_desired(
             Route(dst=intent.dst, dev=attachment.ifname, gateway=gw),
             needs=pod_addresses[intent.dst.version] or [link],
         )
+    if conf.ip_masq and leases:
+        rules = tuple(f"{lease.interface.ip} ! {lease.interface.network}" for lease in leases)
+        builder.add(
+            Masquerade(tag=attachment_tag(attachment), backend=conf.ip_masq_backend, rules=rules),
+            needs=[obj for objs in pod_addresses.values() for obj in objs],
+        )
     return DesiredState(builder.graph)
 
 
@@ -232,4 +266,10 @@ def compile_teardown(conf: NetConf, attachment: Attachment) -> DesiredState:
     Shared objects (bridge, gateway address, sysctls) stay for the other pods.
     """
     veth = HostVeth(host_name=host_veth_name(attachment), peer_name=attachment.ifname, bridge=conf.bridge)
-    return DesiredState(nx.DiGraph(), absent=[veth])
+    absent: list[NetObject] = [veth]
+    tag = attachment_tag(attachment)
+    if conf.ip_masq:
+        absent.append(Masquerade(tag=tag, backend=conf.ip_masq_backend))
+    if conf.mac_spoof_check:
+        absent.append(SpoofCheck(tag=tag))
+    return DesiredState(nx.DiGraph(), absent=absent)

@@ -241,6 +241,47 @@ class Uplink(NetObject):
 
 
 @dataclass(frozen=True)
+class Masquerade(NetObject):
+    """The pod's masquerade rules (ipMasq): traffic from its addresses leaving its
+    subnet is NATed. `tag` (the rules' comment) ties them to the attachment, so
+    DEL can remove them without knowing the addresses."""
+
+    kind: ClassVar[str] = "masquerade"
+    rank: ClassVar[int] = 9
+
+    tag: str
+    backend: str = "nftables"
+    rules: tuple[str, ...] = ()  # "address ! subnet"
+
+    @property
+    def name(self) -> str:
+        return self.tag
+
+    def desired(self) -> dict[str, Any]:
+        return {"rules": sorted(self.rules)}
+
+
+@dataclass(frozen=True)
+class SpoofCheck(NetObject):
+    """macspoofchk: frames entering the bridge from the pod's port must carry the
+    pod's MAC. An nftables bridge-family rule tagged with the attachment."""
+
+    kind: ClassVar[str] = "macspoofchk"
+    rank: ClassVar[int] = 7
+
+    tag: str
+    port: str = ""
+    mac: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.tag
+
+    def desired(self) -> dict[str, Any]:
+        return {"rule": f"{self.port} {self.mac}"}
+
+
+@dataclass(frozen=True)
 class PodLink(NetObject):
     """CNI_IFNAME inside the pod, the peer of the host veth."""
 
@@ -251,6 +292,7 @@ class PodLink(NetObject):
     peer_name: str
     mtu: int = 0
     mac: str = ""
+    up: bool = True  # disableContainerInterface leaves it down
 
     @property
     def ns(self) -> str:
@@ -261,7 +303,7 @@ class PodLink(NetObject):
         return self.ifname
 
     def desired(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {"kind": "veth", "peer": self.peer_name, "up": True}
+        attrs: dict[str, Any] = {"kind": "veth", "peer": self.peer_name, "up": self.up}
         if self.mtu:
             attrs["mtu"] = self.mtu
         if self.mac:

@@ -28,7 +28,7 @@ MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 MIN_MTU = 68
 
 # Keys whose feature is not built yet: setting them must not be silently ignored.
-_NOT_YET = ("ipMasq", "macspoofchk", "disableContainerInterface")
+NOT_YET_SUPPORTED: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ class NetConf:
     uplink: str = ""
     uplink_mode: str = "vlan"
     port_isolation: bool = False
+    ip_masq: bool = False
+    ip_masq_backend: str = "nftables"
+    mac_spoof_check: bool = False
+    disable_container_interface: bool = False
     enable_dad: bool = False
     mac: str = ""
     ipam: Mapping[str, Any] = field(default_factory=dict)
@@ -145,7 +149,7 @@ def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None =
     version = require_supported(doc.get("cniVersion") or "")
     name = check_name(doc)
     validate_schema(doc)
-    for key in _NOT_YET:
+    for key in NOT_YET_SUPPORTED:
         if doc.get(key):
             raise CniError(UNSUPPORTED_FIELD, f"{key} is not supported by this loxi-cni version", f"{key}={doc[key]!r}")
     bridge = doc.get("bridge", "cni0")
@@ -170,6 +174,10 @@ def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None =
         if not (vlan_id or vlan):
             raise CniError(INVALID_NETWORK_CONFIG, "invalid network config: uplink needs vlanID (or vlan)")
     ipam = doc.get("ipam") or {}
+    if doc.get("disableContainerInterface") and ipam.get("type"):
+        raise CniError(
+            INVALID_NETWORK_CONFIG, "invalid network config: disableContainerInterface cannot be used with ipam"
+        )
     prev = doc.get("prevResult")
     return NetConf(
         cni_version=version,
@@ -187,6 +195,10 @@ def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None =
         uplink=uplink,
         uplink_mode=doc.get("uplinkMode", "vlan"),
         port_isolation=bool(doc.get("portIsolation")),
+        ip_masq=bool(doc.get("ipMasq")),
+        ip_masq_backend=doc.get("ipMasqBackend", "nftables"),
+        mac_spoof_check=bool(doc.get("macspoofchk")),
+        disable_container_interface=bool(doc.get("disableContainerInterface")),
         enable_dad=bool(doc.get("enabledad")),
         mac=_pick_mac(doc, request),
         ipam=ipam,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from intent.config import _NOT_YET, MAC_RE, MIN_MTU
+from intent.config import MAC_RE, MIN_MTU, NOT_YET_SUPPORTED
 from intent.env import validate_ifname
 from intent.errors import CniError
 from intent.ipam_config import IpRange, check_data_dir, check_network_name, parse_range, parse_route
@@ -102,9 +102,12 @@ def _hairpin(doc: Mapping[str, Any]) -> Iterator[Finding]:
 
 
 def _not_yet(doc: Mapping[str, Any]) -> Iterator[Finding]:
-    for key in _NOT_YET:
+    for key in NOT_YET_SUPPORTED:
         if doc.get(key):
             yield Finding((key,), f"{key} is not supported by this loxi-cni version: the plugin refuses the conf")
+    ipam = doc.get("ipam")
+    if doc.get("disableContainerInterface") and isinstance(ipam, Mapping) and ipam.get("type"):
+        yield Finding(("disableContainerInterface",), "disableContainerInterface cannot be used with ipam")
 
 
 def _macs(doc: Mapping[str, Any]) -> Iterator[Finding]:

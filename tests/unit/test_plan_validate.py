@@ -168,7 +168,10 @@ def test_overlapping_range_sets_and_mixed_families():
         ({"vlan": -1}, "vlan: -1 is less than the minimum of 0"),
         ({"mtu": 70000}, "mtu: 70000 is greater than the maximum of 65535"),
         ({"bridge": "a/b"}, "bridge: interface name contains / or : or whitespace characters: 'a/b' cannot be"),
-        ({"ipMasq": True}, "ipMasq: ipMasq is not supported by this loxi-cni version"),
+        (
+            {"disableContainerInterface": True, "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}},
+            "disableContainerInterface: disableContainerInterface cannot be used with ipam",
+        ),
         ({"mac": "zz:00:00:00:00:00"}, "mac: invalid MAC address 'zz:00:00:00:00:00'"),
         ({"mac": "01:00:5e:00:00:01"}, "mac: 01:00:5e:00:00:01 is a multicast address"),
         ({"cniVersion": "9.9.9"}, "cniVersion: unsupported cniVersion '9.9.9'"),
