@@ -97,3 +97,29 @@ def test_disable_container_interface_leaves_the_pod_link_down(node):
     call = node.cni("ADD", with_ipam, container_id="other", netns=node.pod().path)
     assert call.rc == 1 and call.json["code"] == 7
     assert "disableContainerInterface cannot be used with ipam" in call.json["msg"]
+
+
+def test_port_isolation_keeps_pods_apart_but_not_from_the_gateway(node):
+    conf = make_conf(node.data_dir, portIsolation=True)
+    pod_a, pod_b = node.pod(), node.pod()
+    a = node.cni("ADD", conf, container_id="iso-a", netns=pod_a.path)
+    b = node.cni("ADD", conf, container_id="iso-b", netns=pod_b.path)
+    assert a.rc == 0 and b.rc == 0, (a, b)
+    port = node.ns.link(a.json["interfaces"][1]["name"])
+    assert port["linkinfo"]["info_slave_data"]["isolated"] is True
+    assert pod_a.exec("ping", "-c", "1", "-W", "2", "10.244.1.1").returncode == 0
+    assert pod_a.exec("ping", "-c", "1", "-W", "2", "10.244.1.3").returncode != 0, "isolated ports do not talk"
+
+
+def test_conf_dns_overrides_ipam_dns(node, tmp_path):
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 10.96.0.10\nsearch cluster.local\n")
+    conf = make_conf(node.data_dir)
+    conf["ipam"]["resolvConf"] = str(resolv)
+    add = node.cni("ADD", conf, container_id="dns-a", netns=node.pod().path)
+    assert add.rc == 0, add
+    assert add.json["dns"] == {"nameservers": ["10.96.0.10"], "search": ["cluster.local"]}
+    conf = make_conf(node.data_dir, dns={"nameservers": ["10.0.0.53"], "domain": "example"})
+    conf["ipam"]["resolvConf"] = str(resolv)
+    add = node.cni("ADD", conf, container_id="dns-b", netns=node.pod().path)
+    assert add.json["dns"] == {"domain": "example", "nameservers": ["10.0.0.53"]}
