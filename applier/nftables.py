@@ -16,8 +16,6 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-import jinja2
-
 MASQ_TABLE = "loxi_cni_masquerade"  # inet family; the reference uses cni_plugins_masquerade
 SPOOF_TABLE = "loxi_cni_macspoof"  # bridge family
 NFT = shutil.which("nft", path="/usr/sbin:/sbin:/usr/bin:/bin") or "/usr/sbin/nft"
@@ -27,10 +25,7 @@ IPTABLES = {
 }
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-
-MASQ_TEMPLATE = _ENV.from_string(
-    """table inet {{ table }} {
+MASQ_TEMPLATE = """table inet {{ table }} {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
   }
@@ -40,17 +35,22 @@ add rule inet {{ table }} postrouting {{ rule.family_kw }} saddr {{ rule.address
 {{ rule.family_kw }} daddr != {{ rule.subnet }} {{ rule.family_kw }} daddr != {{ rule.multicast }} \
 masquerade comment "{{ tag }}"
 {% endfor %}"""
-)
 
-SPOOF_TEMPLATE = _ENV.from_string(
-    """table bridge {{ table }} {
+SPOOF_TEMPLATE = """table bridge {{ table }} {
   chain prerouting {
     type filter hook prerouting priority -300; policy accept;
   }
 }
 add rule bridge {{ table }} prerouting iifname "{{ port }}" ether saddr != {{ mac }} drop comment "{{ tag }}"
 """
-)
+
+
+def _render(template: str, **values: object) -> str:
+    """jinja2 is imported only by the pods that use netfilter rules."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    return env.from_string(template).render(**values)
 
 
 class NetfilterError(Exception):
@@ -138,7 +138,7 @@ def add_masquerade(backend: str, tag: str, rules: list[MasqRule]) -> None:
         for rule in rules:
             _run([IPTABLES[rule.version], "-w", "-t", "nat", "-A", "POSTROUTING", *_iptables_spec(rule, tag)])
         return
-    _run([NFT, "-f", "-"], MASQ_TEMPLATE.render(table=MASQ_TABLE, rules=rules, tag=tag))
+    _run([NFT, "-f", "-"], _render(MASQ_TEMPLATE, table=MASQ_TABLE, rules=rules, tag=tag))
 
 
 def delete_masquerade(backend: str, tag: str) -> None:
@@ -193,7 +193,7 @@ def spoof_rules(tag: str) -> list[str]:
 
 
 def add_spoof_check(tag: str, port: str, mac: str) -> None:
-    _run([NFT, "-f", "-"], SPOOF_TEMPLATE.render(table=SPOOF_TABLE, port=port, mac=mac, tag=tag))
+    _run([NFT, "-f", "-"], _render(SPOOF_TEMPLATE, table=SPOOF_TABLE, port=port, mac=mac, tag=tag))
 
 
 def delete_spoof_check(tag: str) -> None:

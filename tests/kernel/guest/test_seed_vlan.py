@@ -93,3 +93,23 @@ def test_existing_bridge_without_filtering_gets_it_switched_on(node):
     call = node.cni("ADD", seed_conf(node), container_id="pod-a", netns=pod.path)
     assert call.rc == 0, call
     assert node.ns.link("hsvlan100")["linkinfo"]["info_data"]["vlan_filtering"] == 1
+
+
+def test_loxi_plan_dry_run_shows_vlan_membership_and_filtering_switched_on(node, tmp_path):
+    from tests.integration.test_loxi_plan import CID, VETH, dry_run, write_conf
+
+    node.ns.ip_run("link", "add", "hsvlan100", "type", "bridge")  # an existing bridge, no filtering
+    conf = write_conf(node, vlanID=100)
+    pod = node.pod()
+    plan = dry_run(node, conf, pod)
+    assert plan.rc == 2, plan
+    assert "~ vlan_filtering: off → on" in plan.out
+    assert f"+ port_vlans {VETH} (vlans [100 pvid untagged])" in plan.out
+    assert "port_vlans hsvlan100" in plan.out, "the gateway's VLAN on the bridge's own entry"
+    add = node.cni("ADD", make_conf(node.data_dir, vlanID=100), container_id=CID, netns=pod.path)
+    assert add.rc == 0, add
+    again = dry_run(node, conf, pod)
+    assert again.rc == 0, again
+    node.ns.exec("bridge", "vlan", "add", "dev", VETH, "vid", "1", check=True)
+    drift = dry_run(node, conf, pod)
+    assert drift.rc == 2 and "~ vlans: [1, 100 pvid untagged] → [100 pvid untagged]" in drift.out, drift
