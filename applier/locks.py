@@ -12,6 +12,7 @@ No lock is held across a call to a delegated IPAM plugin except the first.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -26,15 +27,33 @@ def lock_dir() -> str:
 
 
 @contextmanager
-def exclusive(name: str) -> Iterator[None]:
-    """Hold an exclusive flock on `<lock dir>/<name>.lock` for the block."""
+def exclusive(name: str, remove: bool = False) -> Iterator[None]:
+    """Hold an exclusive flock on `<lock dir>/<name>.lock` for the block.
+
+    `remove` unlinks the file on the way out (DEL: the attachment is gone, and a
+    node must not collect one file per pod it ever ran). That is safe because
+    every taker, after its flock succeeds, checks that the path still names the
+    file it locked, and starts over if a remover got there first.
+    """
     directory = lock_dir()
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(directory, f"{name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
+    path = os.path.join(directory, f"{name}.lock")
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
         yield
     finally:
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         os.close(fd)  # closing releases the flock
 
 

@@ -183,7 +183,8 @@ def cmd_del(conf: NetConf, request: CniRequest) -> Plan:
     """Remove the pod's veth (node side: works whatever state the pod is in) and
     release its addresses. Succeeds when everything is already gone."""
     attachment = attachment_of(conf, request)
-    with locks.exclusive(locks.attachment_lock_name(conf.name, request.container_id, request.ifname)):
+    lock = locks.attachment_lock_name(conf.name, request.container_id, request.ifname)
+    with locks.exclusive(lock, remove=True):
         with Namespaces() as namespaces:
             desired = compile_teardown(conf, attachment)
             plan = diff(desired, observe(namespaces, desired))

@@ -440,3 +440,15 @@ def test_a_missing_uplink_fails_before_anything_changes(node):
     assert call.json == {"code": 105, "msg": "uplink nosuchnic does not exist in the node namespace"}
     assert sorted(node.ns.links()) == ["lo"] and list(pod.links()) == ["lo"]
     assert node.store_files("loxilight_cni") == []
+
+
+def test_del_removes_the_attachment_lock_file(node):
+    from applier.locks import attachment_lock_name, lock_dir
+
+    pod = node.pod()
+    conf = make_conf(node.data_dir)
+    lock = os.path.join(lock_dir(), attachment_lock_name("loxilight_cni", "lock-owner", "eth0") + ".lock")
+    assert add(node, pod, conf, cid="lock-owner").rc == 0
+    assert os.path.exists(lock)
+    assert node.cni("DEL", conf, container_id="lock-owner", netns=pod.path).rc == 0
+    assert not os.path.exists(lock), "a node must not keep one lock file per pod it ever ran"
