@@ -1,0 +1,799 @@
+"""Time loxi-cni and the reference `bridge` plugin side by side, call by call.
+
+    .venv/bin/python -m bench.run [--rounds N] [--background-pods N] [--quick]
+                                  [--plugin PATH] [--no-reference] [--json FILE]
+
+Each plugin gets its own throw-away node namespace (`loxibench-<run>-<plugin>-node`),
+its own IPAM store in a temporary directory and a pool of pod namespaces. Every
+call is executed as a runtime executes it: `nsenter --net=<node> -- <plugin>`
+with only the CNI variables in the environment and the conf on stdin. The
+harness measures the whole process (wall time from spawn to reap, and the
+child's peak RSS from `wait4`), checks the outcome of the call in the kernel
+and the store, and alternates the two plugins call by call (the first of the
+pair alternating too) so that machine drift hits both alike.
+
+Everything the run makes is removed in a finally: namespaces (also on Ctrl-C
+or SIGTERM), the temporary directory, and the attachment lock files loxi-cni
+leaves in /run/loxi/locks for the containers this run invented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
+TIME = "/usr/bin/time"
+IP = shutil.which("ip") or "/usr/sbin/ip"
+REFERENCE_DIR = Path("/usr/lib/cni")
+NS_PREFIX = "loxibench-"
+NETWORK = "loxibench"
+IFNAME = "eth0"
+LOXI_LOCK_DIR = Path("/run/loxi/locks")
+LOXI = "loxi-cni"
+AGENT = "loxi-cni+agent"
+REF = "bridge"
+
+
+class BenchError(RuntimeError):
+    """A call failed or left the wrong state behind: the figures would be meaningless."""
+
+
+# ---------------------------------------------------------------- processes
+
+
+@dataclass
+class Call:
+    plugin: str
+    command: str
+    container_id: str
+    wall_s: float
+    maxrss_kb: int
+    cpu_s: float  # user + system of the plugin and its children (from /usr/bin/time; -1 without it)
+    rc: int
+    stdout: bytes
+    stderr: bytes
+
+    def describe(self) -> str:
+        return (
+            f"{self.plugin} {self.command} {self.container_id}: rc={self.rc}\n"
+            f"stdout: {self.stdout.decode(errors='replace')[-2000:]}\n"
+            f"stderr: {self.stderr.decode(errors='replace')[-2000:]}"
+        )
+
+
+@dataclass
+class Running:
+    pid: int
+    t0: float
+    fds: tuple[int, int, int]
+    rss_file: Path | None
+    plugin: str
+    command: str
+    container_id: str
+
+
+LIVE_PIDS: set[int] = set()
+RSS_DIR: list[Path] = []  # where /usr/bin/time writes each call's peak RSS (set by the run)
+CALL_SEQ = iter(range(1 << 62))
+
+
+def _memfd(name: str, data: bytes = b"") -> int:
+    fd = os.memfd_create(name)  # close-on-exec; dup2 onto 0/1/2 clears it for the child
+    if data:
+        os.write(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def spawn(argv: Sequence[str], env: dict[str, str], stdin: bytes, plugin: str, command: str, cid: str) -> Running:
+    """Start argv under /usr/bin/time.
+
+    The child's peak RSS comes from /usr/bin/time (%M, its own wait4), not from
+    this process's wait4: a child forked or vforked by this Python process
+    starts with this process's pages, and ru_maxrss would report the harness's
+    ~20 MB for any plugin smaller than that.
+    """
+    fds = (_memfd("stdin", stdin), _memfd("stdout"), _memfd("stderr"))
+    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
+    rss_file = RSS_DIR[0] / f"rss-{next(CALL_SEQ)}" if RSS_DIR else None
+    if rss_file is not None:
+        argv = [TIME, "-f", "%M %U %S", "-o", str(rss_file), *argv]
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(argv[0], list(argv), env, file_actions=actions)
+    LIVE_PIDS.add(pid)
+    return Running(pid, t0, fds, rss_file, plugin, command, cid)
+
+
+def finish(run: Running, status: int, rusage: Any, t1: float) -> Call:
+    LIVE_PIDS.discard(run.pid)
+    os.close(run.fds[0])
+    maxrss, cpu = rusage.ru_maxrss, -1.0
+    if run.rss_file is not None:
+        last = (run.rss_file.read_text().strip().splitlines() or [""])[-1].split()
+        run.rss_file.unlink()
+        with contextlib.suppress(ValueError):
+            maxrss, cpu = int(last[0]), float(last[1]) + float(last[2])
+    return Call(
+        run.plugin,
+        run.command,
+        run.container_id,
+        t1 - run.t0,
+        maxrss,
+        cpu,
+        os.waitstatus_to_exitcode(status),
+        _read_all(run.fds[1]),
+        _read_all(run.fds[2]),
+    )
+
+
+def wait_one(run: Running) -> Call:
+    _, status, rusage = os.wait4(run.pid, 0)
+    return finish(run, status, rusage, time.perf_counter())
+
+
+def wait_any(running: dict[int, Running]) -> Call:
+    while True:
+        pid, status, rusage = os.wait4(-1, 0)
+        t1 = time.perf_counter()
+        if pid in running:
+            return finish(running.pop(pid), status, rusage, t1)
+        LIVE_PIDS.discard(pid)  # not one of this batch (cannot happen: the harness is single-threaded)
+
+
+def sh(*argv: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise BenchError(f"{' '.join(argv)}: rc={proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def ip_json(netns: str, *args: str) -> Any:
+    out = sh(IP, "-j", "-n", netns, *args).stdout
+    return json.loads(out) if out.strip() else []
+
+
+# ---------------------------------------------------------------- namespaces
+
+
+def list_netns() -> list[str]:
+    out = sh(IP, "netns", "list", check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def ip_batch(lines: list[str]) -> None:
+    if lines:
+        sh(IP, "-force", "-batch", "-", stdin="\n".join(lines) + "\n", check=False)
+
+
+def create_netns(names: list[str]) -> None:
+    ip_batch([f"netns add {n}" for n in names])
+    missing = set(names) - set(list_netns())
+    if missing:
+        raise BenchError(f"could not create namespaces: {sorted(missing)[:3]}")
+
+
+def delete_netns_with_prefix(prefix: str) -> None:
+    ip_batch([f"netns delete {n}" for n in list_netns() if n.startswith(prefix)])
+
+
+def netns_path(name: str) -> str:
+    return f"/var/run/netns/{name}"
+
+
+# ---------------------------------------------------------------- plugins
+
+
+@dataclass
+class Plugin:
+    key: str  # LOXI or REF
+    path: Path
+    conf_type: str
+    node: str
+    data_dir: Path
+    bridge: str
+    subnet: str
+    scratch: list[str] = field(default_factory=list)  # pod namespaces reused: each is left empty by a DEL
+    background: list[str] = field(default_factory=list)
+    calls: dict[str, list[Call]] = field(default_factory=dict)
+    bursts: list[dict[str, Any]] = field(default_factory=list)
+    first_add: Call | None = None
+    seq: int = 0
+    results: dict[str, dict] = field(default_factory=dict)  # container id -> ADD result
+    extra_env: dict[str, str] = field(default_factory=dict)  # LOXI_AGENT_SOCKET: '' in-process, or the agent's
+
+    def conf(self, prev_result: dict | None = None) -> bytes:
+        conf: dict[str, Any] = {
+            "cniVersion": "1.0.0",
+            "name": NETWORK,
+            "type": self.conf_type,
+            "bridge": self.bridge,
+            "isGateway": True,
+            "ipam": {"type": "host-local", "subnet": self.subnet, "dataDir": str(self.data_dir)},
+        }
+        if prev_result is not None:
+            conf["prevResult"] = prev_result
+        return json.dumps(conf).encode()
+
+    def new_container(self) -> str:
+        self.seq += 1
+        return hashlib.sha256(f"{self.node}/{self.seq}".encode()).hexdigest()
+
+    def start(self, command: str, cid: str = "", pod: str = "", prev: dict | None = None) -> Running:
+        env = {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": netns_path(pod) if pod else "",
+            "CNI_IFNAME": IFNAME,
+            "CNI_PATH": str(REFERENCE_DIR),
+            "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-{self.seq}" if cid else "",
+        }
+        env = {k: v for k, v in env.items() if v}
+        env.update(self.extra_env)
+        argv = [NSENTER, f"--net={netns_path(self.node)}", "--", str(self.path)]
+        return spawn(argv, env, self.conf(prev), self.key, command, cid)
+
+    def record(self, label: str, call: Call) -> None:
+        self.calls.setdefault(label, []).append(call)
+
+    # -- correctness checks, outside the timed window
+
+    def check_version(self, call: Call) -> None:
+        if call.rc != 0 or "1.0.0" not in json.loads(call.stdout).get("supportedVersions", []):
+            raise BenchError(call.describe())
+
+    def check_add(self, call: Call, pod: str) -> dict:
+        if call.rc != 0:
+            raise BenchError(call.describe())
+        result = json.loads(call.stdout)
+        address = result["ips"][0]["address"]
+        info = ip_json(pod, "addr", "show", "dev", IFNAME)
+        have = {f"{a['local']}/{a['prefixlen']}" for a in info[0]["addr_info"]} if info else set()
+        if address not in have:
+            raise BenchError(f"{call.describe()}\npod {pod} lacks {address}: has {sorted(have)}")
+        self.results[call.container_id] = result
+        return result
+
+    def check_check(self, call: Call) -> None:
+        if call.rc != 0:
+            raise BenchError(call.describe())
+
+    def host_veth(self, result: dict) -> str:
+        return next(i["name"] for i in result["interfaces"] if not i.get("sandbox") and i["name"] != self.bridge)
+
+    def check_del(self, call: Call, pod: str, node_links: set[str] | None = None) -> None:
+        if call.rc != 0:
+            raise BenchError(call.describe())
+        result = self.results.pop(call.container_id)
+        veth = self.host_veth(result)
+        if node_links is None:
+            node_links = {link["ifname"] for link in ip_json(self.node, "link", "show")}
+        if veth in node_links:
+            raise BenchError(f"{call.describe()}\nhost veth {veth} still in {self.node}")
+        if any(link["ifname"] == IFNAME for link in ip_json(pod, "link", "show")):
+            raise BenchError(f"{call.describe()}\n{IFNAME} still in pod {pod}")
+        ip = result["ips"][0]["address"].split("/")[0]
+        if (self.data_dir / NETWORK / ip).exists():
+            raise BenchError(f"{call.describe()}\nallocation file {ip} still in the store")
+
+    # -- single calls
+
+    def version(self) -> None:
+        call = wait_one(self.start("VERSION"))
+        self.check_version(call)
+        self.record("VERSION", call)
+
+    def add(self, label: str, pod: str) -> str:
+        cid = self.new_container()
+        call = wait_one(self.start("ADD", cid, pod))
+        self.check_add(call, pod)
+        self.record(f"ADD{label}", call)
+        return cid
+
+    def check(self, label: str, cid: str, pod: str) -> None:
+        call = wait_one(self.start("CHECK", cid, pod, prev=self.results[cid]))
+        self.check_check(call)
+        self.record(f"CHECK{label}", call)
+
+    def delete(self, label: str, cid: str, pod: str) -> None:
+        call = wait_one(self.start("DEL", cid, pod))
+        self.check_del(call, pod)
+        self.record(f"DEL{label}", call)
+
+    # -- many at a time
+
+    def many(self, command: str, jobs: list[tuple[str, str]], width: int) -> tuple[float, list[Call]]:
+        """Run `command` for every (container id, pod) with `width` in flight; total seconds and the calls."""
+        pending = list(jobs)
+        running: dict[int, Running] = {}
+        calls: list[Call] = []
+        t0 = time.perf_counter()
+        while pending or running:
+            while pending and len(running) < width:
+                cid, pod = pending.pop(0)
+                run = self.start(command, cid, pod)
+                running[run.pid] = run
+            calls.append(wait_any(running))
+        return time.perf_counter() - t0, calls
+
+    def burst(self, size: int, width: int) -> None:
+        pods = self.scratch[:size]
+        jobs = [(self.new_container(), pod) for pod in pods]
+        pod_of = dict(jobs)
+        add_s, adds = self.many("ADD", jobs, width)
+        for call in adds:
+            self.check_add(call, pod_of[call.container_id])
+        del_s, dels = self.many("DEL", jobs, width)
+        node_links = {link["ifname"] for link in ip_json(self.node, "link", "show")}
+        for call in dels:
+            self.check_del(call, pod_of[call.container_id], node_links)
+        self.bursts.append(
+            {
+                "size": size,
+                "width": width,
+                "add_total_s": add_s,
+                "add_pods_per_s": size / add_s,
+                "del_total_s": del_s,
+                "del_pods_per_s": size / del_s,
+                "add_call_median_ms": 1000 * statistics.median(c.wall_s for c in adds),
+                "add_call_maxrss_kb": max(c.maxrss_kb for c in adds),
+                "add_call_cpu_mean_ms": 1000 * statistics.fmean(c.cpu_s for c in adds),
+                "del_call_cpu_mean_ms": 1000 * statistics.fmean(c.cpu_s for c in dels),
+            }
+        )
+
+    def attach_background(self, width: int, via: Plugin) -> float:
+        """Attach the background pods with `via` (this plugin, or the fast reference one on this node's bridge)."""
+        jobs = [(self.new_container(), pod) for pod in self.background]
+        pod_of = dict(jobs)
+        total, adds = via.many("ADD", jobs, width)
+        for call in adds:
+            self.check_add(call, pod_of[call.container_id])
+        return total
+
+    def attacher(self) -> Plugin:
+        """The reference plugin acting on this plugin's node, bridge and store (a compatible host-local store)."""
+        return Plugin(REF, REFERENCE_DIR / "bridge", "bridge", self.node, self.data_dir, self.bridge, self.subnet)
+
+
+# ---------------------------------------------------------------- statistics and report
+
+
+def p95(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def summarize(calls: list[Call]) -> dict[str, Any]:
+    walls = [1000 * c.wall_s for c in calls]
+    rss = [c.maxrss_kb / 1024 for c in calls]
+    return {
+        "n": len(calls),
+        "median_ms": statistics.median(walls),
+        "p95_ms": p95(walls),
+        "max_ms": max(walls),
+        "min_ms": min(walls),
+        "peak_rss_median_mb": statistics.median(rss),
+        "cpu_mean_ms": 1000 * statistics.fmean(c.cpu_s for c in calls),  # /usr/bin/time counts in 10 ms ticks
+        "peak_rss_max_mb": max(rss),
+    }
+
+
+COMMANDS = ("VERSION", "ADD", "CHECK", "DEL")
+
+
+def figures(plugins: list[Plugin], background: int) -> list[dict[str, Any]]:
+    """Every reported figure, per plugin, with the ratio loxi-cni / reference."""
+    per: dict[str, dict[str, float]] = {p.key: {} for p in plugins}
+    order: list[tuple[str, str]] = []  # (figure name, unit)
+
+    def put(plugin: str, name: str, unit: str, value: float) -> None:
+        if (name, unit) not in order:
+            order.append((name, unit))
+        per[plugin][name] = value
+
+    for p in plugins:
+        stats = {label: summarize(calls) for label, calls in p.calls.items()}
+        for cmd in COMMANDS:
+            s = stats.get(cmd)
+            if not s:
+                continue
+            put(p.key, f"{cmd} median", "ms", s["median_ms"])
+            put(p.key, f"{cmd} p95", "ms", s["p95_ms"])
+            put(p.key, f"{cmd} max", "ms", s["max_ms"])
+            put(p.key, f"{cmd} CPU user+sys (mean of 10 ms ticks)", "ms", s["cpu_mean_ms"])
+            put(p.key, f"{cmd} peak RSS (median)", "MB", s["peak_rss_median_mb"])
+        if p.first_add:
+            put(p.key, "first ADD (creates the bridge)", "ms", 1000 * p.first_add.wall_s)
+        if "ADD" in stats:
+            put(p.key, "ADD median, 0 pods attached", "ms", stats["ADD"]["median_ms"])
+        for cmd in ("ADD", "CHECK", "DEL"):
+            s = stats.get(f"{cmd}@bg")
+            if s:
+                put(p.key, f"{cmd} median, {background} pods attached", "ms", s["median_ms"])
+        if "ADD" in stats and "ADD@bg" in stats:
+            put(
+                p.key,
+                f"ADD median {background} pods / 0 pods",
+                "x",
+                stats["ADD@bg"]["median_ms"] / stats["ADD"]["median_ms"],
+            )
+        for b in p.bursts[:1]:
+            tag = f"burst {b['size']} ADDs {b['width']} at a time"
+            put(p.key, f"{tag}: total", "s", b["add_total_s"])
+            put(p.key, f"{tag}: pods/s", "pods/s", b["add_pods_per_s"])
+            put(p.key, f"{tag}: per-call median", "ms", b["add_call_median_ms"])
+            put(p.key, f"{tag}: per-call CPU (mean)", "ms", b["add_call_cpu_mean_ms"])
+            put(p.key, f"burst {b['size']} DELs {b['width']} at a time: total", "s", b["del_total_s"])
+            put(p.key, f"burst {b['size']} DELs {b['width']} at a time: pods/s", "pods/s", b["del_pods_per_s"])
+    rows = []
+    for name, unit in order:
+        row: dict[str, Any] = {"figure": name, "unit": unit}
+        for p in plugins:
+            row[p.key] = per[p.key].get(name)
+        loxi, agent, ref = row.get(LOXI), row.get(AGENT), row.get(REF)
+        row["ratio"] = loxi / ref if loxi is not None and ref else None
+        row["ratio_agent"] = agent / ref if agent is not None and ref else None
+        rows.append(row)
+    return rows
+
+
+def render(rows: list[dict[str, Any]], keys: list[str], header: str) -> str:
+    def fmt(v: float | None, unit: str) -> str:
+        if v is None:
+            return "-"
+        if unit == "ms":
+            return f"{v:.1f}"
+        if unit in ("s", "x", "MB"):
+            return f"{v:.2f}"
+        return f"{v:.1f}"
+
+    width = max(len(f"{r['figure']} ({r['unit']})") for r in rows) + 2
+    names = {LOXI: LOXI, AGENT: AGENT, REF: "bridge (ref)"}
+    lines = [header, ""]
+    head = f"{'figure':<{width}}" + "".join(f"{names[k]:>16}" for k in keys)
+    if REF in keys:
+        head += f"{'loxi/ref':>11}"
+        if AGENT in keys:
+            head += f"{'agent/ref':>11}"
+    lines += [head, "-" * len(head)]
+    for r in rows:
+        line = f"{r['figure'] + ' (' + r['unit'] + ')':<{width}}" + "".join(f"{fmt(r[k], r['unit']):>16}" for k in keys)
+        if REF in keys:
+            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+            line += f"{ratio:>11}"
+            if AGENT in keys:
+                ratio = "-" if r.get("ratio_agent") is None else f"{r['ratio_agent']:.2f}x"
+                line += f"{ratio:>11}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg": os.getloadavg(),
+    }
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Settings:
+    rounds: int
+    background: int
+    burst: int
+    width: int
+    plugin: Path
+    reference: bool
+    background_by: str
+    agent: bool = True
+
+
+def alternate(plugins: list[Plugin], i: int) -> list[Plugin]:
+    return plugins if i % 2 == 0 else plugins[::-1]
+
+
+def remove_loxi_locks(bridge: str, container_ids: Iterator[str] | Sequence[str]) -> None:
+    """Remove the lock files loxi-cni made for these invented containers and this bridge (and nothing else)."""
+    names = [f"bridge-{bridge}.lock"]
+    for cid in container_ids:
+        digest = hashlib.sha256(f"{NETWORK}\0{cid}\0{IFNAME}".encode()).hexdigest()[:32]
+        names.append(f"attach-{digest}.lock")
+    for name in names:
+        with contextlib.suppress(OSError):
+            (LOXI_LOCK_DIR / name).unlink()
+
+
+def cleanup_locks(plugins: list[Plugin]) -> None:
+    for p in plugins:
+        if p.key == LOXI:
+            remove_loxi_locks(
+                p.bridge, [hashlib.sha256(f"{p.node}/{seq}".encode()).hexdigest() for seq in range(1, p.seq + 1)]
+            )
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does
+
+
+@contextlib.contextmanager
+def workspace(run_id: str) -> Iterator[Path]:
+    """A temporary directory and this run's namespaces, all removed at the end, whatever happens."""
+    tmp = Path(tempfile.mkdtemp(prefix="loxibench-"))
+    RSS_DIR[:] = [tmp] if os.access(TIME, os.X_OK) else []
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield tmp
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            for pid in list(LIVE_PIDS):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    os.waitpid(pid, 0)
+                LIVE_PIDS.discard(pid)
+            delete_netns_with_prefix(f"{NS_PREFIX}{run_id}-")
+            shutil.rmtree(tmp, ignore_errors=True)
+            RSS_DIR.clear()
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, previous)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def start_agent(tmp: Path) -> tuple[subprocess.Popen, Path]:
+    """A loxi-agent for the `loxi-cni+agent` column, on a private socket."""
+    sock = tmp / "agent" / "agent.sock"
+    binary = Path(sys.prefix) / "bin" / "loxi-agent"
+    proc = subprocess.Popen([str(binary), "--socket", str(sock)], stderr=subprocess.DEVNULL)
+    atexit.register(proc.kill)  # also when the run fails half-way
+    for _ in range(400):
+        if sock.exists():
+            return proc, sock
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise BenchError("loxi-agent did not start")
+
+
+def run(settings: Settings, run_id: str) -> dict[str, Any]:
+    started = time.time()
+    load_before = os.getloadavg()
+    with workspace(run_id) as tmp:
+        plugins: list[Plugin] = []
+        specs = [(LOXI, settings.plugin, "loxi-cni", "l", 201)]
+        if settings.agent:
+            specs.append((AGENT, settings.plugin, "loxi-cni", "a", 203))
+        if settings.reference:
+            specs.append((REF, REFERENCE_DIR / "bridge", "bridge", "r", 202))
+        scratch_size = max(settings.burst, 1)
+        agent = start_agent(tmp) if settings.agent else None
+        for key, path, conf_type, tag, octet in specs:
+            prefix = f"{NS_PREFIX}{run_id}-{tag}"
+            p = Plugin(
+                key=key,
+                path=path,
+                conf_type=conf_type,
+                node=f"{prefix}-node",
+                data_dir=tmp / f"ipam-{tag}",
+                bridge=f"lxb{tag}{run_id[:8]}",
+                subnet=f"10.{octet}.0.0/16",
+                scratch=[f"{prefix}-s{i}" for i in range(scratch_size)],
+                background=[f"{prefix}-b{i}" for i in range(settings.background)],
+            )
+            if key == LOXI:
+                p.extra_env["LOXI_AGENT_SOCKET"] = ""  # in-process, even if a node agent runs here
+            elif key == AGENT and agent is not None:
+                p.extra_env["LOXI_AGENT_SOCKET"] = str(agent[1])
+            plugins.append(p)
+            log(f"{key}: creating {1 + len(p.scratch) + len(p.background)} namespaces")
+            create_netns([p.node, *p.scratch, *p.background])
+            sh(IP, "-n", p.node, "link", "set", "lo", "up")
+
+        log("VERSION, and the harness floor (the same spawn of /bin/true)")
+        floor: list[Call] = []
+        for i in range(settings.rounds):
+            for p in alternate(plugins, i):
+                p.version()
+            argv = [NSENTER, f"--net={netns_path(plugins[0].node)}", "--", "/bin/true"]
+            floor.append(wait_one(spawn(argv, {}, b"", "floor", "true", "")))
+
+        log("first ADD of each plugin (creates the bridge; reported apart), then its DEL")
+        for p in plugins:
+            cid = p.new_container()
+            call = wait_one(p.start("ADD", cid, p.scratch[0]))
+            p.check_add(call, p.scratch[0])
+            p.first_add = call
+            p.check_del(wait_one(p.start("DEL", cid, p.scratch[0])), p.scratch[0])
+
+        def rounds(label: str, check: bool = True) -> None:
+            for i in range(settings.rounds):
+                order = alternate(plugins, i)
+                pod = {p.key: p.scratch[i % len(p.scratch)] for p in plugins}
+                cids = {p.key: p.add(label, pod[p.key]) for p in order}
+                for p in order:
+                    if check:
+                        p.check(label, cids[p.key], pod[p.key])
+                for p in order:
+                    p.delete(label, cids[p.key], pod[p.key])
+
+        log(f"ADD, CHECK, DEL x {settings.rounds}, no other pod attached")
+        rounds("")
+
+        if settings.burst:
+            log(f"burst: {settings.burst} ADDs {settings.width} at a time, then their DELs")
+            for p in plugins:
+                p.burst(settings.burst, settings.width)
+
+        background_s: dict[str, float] = {}
+        if settings.background:
+            via_ref = settings.reference and settings.background_by == "reference"
+            log(f"attaching {settings.background} background pods per plugin with {'bridge' if via_ref else 'itself'}")
+            for p in plugins:
+                background_s[p.key] = p.attach_background(settings.width, p.attacher() if via_ref else p)
+            log(f"ADD, DEL x {settings.rounds}, {settings.background} pods attached")
+            rounds("@bg", check=False)
+
+        cleanup_locks(plugins)
+        if agent is not None:
+            agent[0].terminate()
+            agent[0].wait(timeout=10)
+        rows = figures(plugins, settings.background)
+        return {
+            "run_id": run_id,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "duration_s": time.time() - started,
+            "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+            "settings": {
+                "rounds": settings.rounds,
+                "background_pods": settings.background,
+                "burst": settings.burst,
+                "burst_width": settings.width,
+                "background_by": settings.background_by if settings.reference else "self",
+                "conf": json.loads(plugins[0].conf()),
+            },
+            "plugins": {
+                p.key: {
+                    "path": str(p.path),
+                    "commands": {label: summarize(calls) for label, calls in p.calls.items()},
+                    "first_add_ms": 1000 * p.first_add.wall_s if p.first_add else None,
+                    "bursts": p.bursts,
+                    "background_attach_s": background_s.get(p.key),
+                    "samples_ms": {
+                        label: [round(1000 * c.wall_s, 3) for c in calls] for label, calls in p.calls.items()
+                    },
+                }
+                for p in plugins
+            },
+            "figures": rows,
+            "harness_floor": summarize(floor),
+        }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=None, help="calls per command (default 20; --quick: 2)")
+    parser.add_argument(
+        "--background-pods",
+        type=int,
+        default=None,
+        help="pods attached for the loaded figures (default 200; --quick: 3)",
+    )
+    parser.add_argument("--burst", type=int, default=None, help="ADDs in the burst (default 50; --quick: 4)")
+    parser.add_argument(
+        "--burst-width", type=int, default=None, help="calls in flight in a burst (default 10; --quick: 2)"
+    )
+    parser.add_argument(
+        "--background-by",
+        choices=("reference", "self"),
+        default="reference",
+        help="who attaches the background pods: the reference bridge plugin, on each node's bridge and store"
+        " (default, seconds), or each plugin itself",
+    )
+    parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke test")
+    parser.add_argument(
+        "--plugin", type=Path, default=Path(sys.prefix) / "bin" / "loxi-cni", help="the loxi-cni executable"
+    )
+    parser.add_argument("--no-reference", action="store_true", help="do not run the reference bridge plugin")
+    parser.add_argument("--no-agent", action="store_true", help="do not measure loxi-cni through loxi-agent")
+    parser.add_argument("--json", type=Path, help="also write everything measured to this file")
+    args = parser.parse_args(argv)
+
+    quick = args.quick
+
+    def pick(value: int | None, full: int, small: int) -> int:
+        return value if value is not None else (small if quick else full)
+
+    if os.geteuid() != 0:
+        parser.error("needs root (network namespaces)")
+    if not args.plugin.exists():
+        parser.error(f"{args.plugin} does not exist (run scripts/setup, or pass --plugin)")
+    reference = (
+        not args.no_reference and (REFERENCE_DIR / "bridge").exists() and (REFERENCE_DIR / "host-local").exists()
+    )
+    if not args.no_reference and not reference:
+        log(f"{REFERENCE_DIR}/bridge or host-local is not installed: measuring loxi-cni alone")
+    settings = Settings(
+        rounds=max(1, pick(args.rounds, 20, 2)),
+        background=max(0, pick(args.background_pods, 200, 3)),
+        burst=max(0, pick(args.burst, 50, 4)),
+        width=max(1, pick(args.burst_width, 10, 2)),
+        plugin=args.plugin.absolute(),
+        reference=reference,
+        background_by=args.background_by,
+        agent=not args.no_agent,
+    )
+    run_id = uuid.uuid4().hex[:10]
+    log(f"run {run_id}: namespaces {NS_PREFIX}{run_id}-*")
+    try:
+        report = run(settings, run_id)
+    except KeyboardInterrupt:
+        log("interrupted: namespaces removed")
+        return 130
+    except BenchError as err:
+        log(f"FAILED: {err}")
+        return 1
+    m = report["machine"]
+    header = (
+        f"loxi-cni benchmark {report['started']} on {m['host']} ({m['cpu']}, {m['cpus']} CPUs, kernel {m['kernel']}),"
+        f" load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}, {report['duration_s']:.0f} s\n"
+        f"{settings.rounds} calls per command, alternating plugins call by call; background {settings.background} pods;"
+        f" burst {settings.burst} x {settings.width} in flight; background pods attached by"
+        f" {report['settings']['background_by']}\n"
+        f"wall = spawn to reap of `time nsenter --net=NODE -- PLUGIN` (floor with /bin/true:"
+        f" {report['harness_floor']['median_ms']:.1f} ms median); RSS = the plugin's peak (time %M)"
+    )
+    keys = list(report["plugins"])
+    print(render(report["figures"], keys, header))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

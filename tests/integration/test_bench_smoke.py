@@ -1,0 +1,62 @@
+"""The benchmark command runs end to end (`--quick`), reports every figure, and leaves no namespace behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REFERENCE_CNI_DIR, REPO, needs_root, plugin_path, sh
+
+
+def _bench_namespaces() -> set[str]:
+    out = sh("ip", "netns", "list").stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith("loxibench-")}
+
+
+@needs_root
+def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
+    assert plugin_path().exists(), f"{plugin_path()} is not installed: run scripts/setup"
+    before = _bench_namespaces()
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--plugin", str(plugin_path()), "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"stdout={proc.stdout}\nstderr={proc.stderr[-3000:]}"
+    report = json.loads(out.read_text())
+
+    run_id = report["run_id"]
+    assert run_id
+    left = {name for name in _bench_namespaces() - before if run_id in name}
+    assert not left, f"namespaces left behind: {sorted(left)}"
+    assert not any(run_id in name for name in _bench_namespaces())
+
+    reference = (REFERENCE_CNI_DIR / "bridge").exists() and (REFERENCE_CNI_DIR / "host-local").exists()
+    expected = ["loxi-cni", "bridge"] if reference else ["loxi-cni"]
+    assert sorted(report["plugins"]) == sorted(expected)
+    for key in expected:
+        commands = report["plugins"][key]["commands"]
+        for command in ("VERSION", "ADD", "CHECK", "DEL", "ADD@bg", "DEL@bg"):
+            stats = commands[command]
+            assert stats["n"] >= 1
+            assert 0 < stats["median_ms"] <= stats["p95_ms"] <= stats["max_ms"]
+            assert stats["peak_rss_median_mb"] > 0
+        burst = report["plugins"][key]["bursts"][0]
+        assert burst["add_total_s"] > 0 and burst["add_pods_per_s"] > 0 and burst["del_total_s"] > 0
+
+    figures = {row["figure"]: row for row in report["figures"]}
+    for name in ("VERSION median", "ADD median", "CHECK median", "DEL median", "ADD median, 0 pods attached"):
+        row = figures[name]
+        for key in expected:
+            assert row[key] > 0, (name, row)
+        if reference:
+            assert row["ratio"] == row["loxi-cni"] / row["bridge"]
+    loaded = figures[f"ADD median, {report['settings']['background_pods']} pods attached"]
+    assert all(loaded[key] > 0 for key in expected)
+    assert any(name.startswith("burst ") and name.endswith("pods/s") for name in figures)
+    assert "loxi-cni" in proc.stdout and "ADD median" in proc.stdout
