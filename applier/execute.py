@@ -22,6 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from applier import locks, nftables
 from applier.netns import Namespaces
+from applier.observe import read_port_vlans
 from applier.sysctl import read_sysctl, write_sysctl
 from compiler.graph import HOST_VETH_PREFIX
 from compiler.model import (
@@ -38,7 +39,6 @@ from compiler.model import (
     Sysctl,
     Uplink,
     VlanDevice,
-    parse_vlans,
 )
 from compiler.plan import CREATE, DELETE, MODIFY, Plan, Step
 from intent.errors import KERNEL_ERROR, KERNEL_FEATURE_MISSING, CniError
@@ -334,10 +334,9 @@ class Executor:
         ipr = self._ipr(obj.ns)
         index = self._index(obj.ns, obj.port)
         want = {vid: (pvid, untagged) for vid, pvid, untagged in obj.vids}
-        have: dict[int, tuple[bool, bool]] = {}
-        for change in step.changes:
-            if change.name == "vlans":
-                have = parse_vlans(change.before)
+        # Read the port now, not from the plan: a port created earlier in this
+        # plan may have been given the bridge's default VLAN 1 by the kernel.
+        have = read_port_vlans(ipr, index)
         self_flag = {"vlan_flags": 2} if obj.self_entry else {}
         if obj.exact:
             for vid in have:

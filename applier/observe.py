@@ -41,6 +41,20 @@ BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 ENODEV = 19
 
 
+def read_port_vlans(ipr: Any, index: int) -> dict[int, tuple[bool, bool]]:
+    """{vid: (pvid, untagged)} of one bridge port (or of the bridge's own entry),
+    walking every IFLA_BRIDGE_VLAN_INFO (pyroute2's get_nested returns the first)."""
+    vids: dict[int, tuple[bool, bool]] = {}
+    for entry in ipr.get_vlans(index=index):
+        if entry["index"] != index or not entry.get("IFLA_AF_SPEC"):
+            continue
+        for name, value in entry.get("IFLA_AF_SPEC")["attrs"]:
+            if name == "IFLA_BRIDGE_VLAN_INFO":
+                flags = value["flags"]
+                vids[value["vid"]] = (bool(flags & BRIDGE_VLAN_INFO_PVID), bool(flags & BRIDGE_VLAN_INFO_UNTAGGED))
+    return vids
+
+
 class Observer:
     """One observation pass; caches links so each is read once."""
 
@@ -215,20 +229,8 @@ class Observer:
         msg = self.link(obj.ns, obj.port)
         if msg is None:
             return None
-        vids = []
-        for entry in self.ns.ipr(obj.ns).get_vlans(index=msg["index"]):
-            if entry["index"] != msg["index"]:
-                continue
-            spec = entry.get("IFLA_AF_SPEC")
-            if not spec:
-                continue
-            for name, value in spec["attrs"]:
-                if name == "IFLA_BRIDGE_VLAN_INFO":
-                    flags = value["flags"]
-                    vids.append(
-                        (value["vid"], bool(flags & BRIDGE_VLAN_INFO_PVID), bool(flags & BRIDGE_VLAN_INFO_UNTAGGED))
-                    )
-        return Observed({"vlans": format_vlans(vids)})
+        vids = read_port_vlans(self.ns.ipr(obj.ns), msg["index"])
+        return Observed({"vlans": format_vlans([(vid, *flags) for vid, flags in vids.items()])})
 
     def observe(self, obj: NetObject) -> Observed | None:
         reader = {
