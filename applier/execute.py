@@ -117,14 +117,26 @@ class Executor:
                 elif step.ns != NODE_NS and bridge_locked:
                     held.close()
                     bridge_locked = False
+                undo_mark = len(self.undo)
                 try:
                     self._run(step)
                 except Exception as exc:
+                    # A step is atomic: what it changed before failing is put back now,
+                    # still under the bridge lock, whoever else uses the bridge.
+                    self._undo_from(undo_mark)
                     held.close()
                     self.rollback()
                     raise _as_cni_error(step, exc) from None
                 self.report.done.append(step)
         return self.report
+
+    def _undo_from(self, mark: int) -> None:
+        while len(self.undo) > mark:
+            undo = self.undo.pop()
+            try:
+                undo.action()
+            except Exception as exc:
+                print(f"loxi-cni: rollback of {undo.description} failed: {exc}", file=sys.stderr)
 
     def rollback(self) -> None:
         while self.undo:
@@ -190,7 +202,8 @@ class Executor:
             self._delete_link(NODE_NS, obj.name)
             return
         index = self._index(NODE_NS, obj.name)
-        for change in step.changes:
+        # VLAN filtering first: the change a kernel may refuse (EOPNOTSUPP).
+        for change in sorted(step.changes, key=lambda c: c.name != "vlan_filtering"):
             if change.name == "up":
                 ipr.link("set", index=index, state="up" if change.after else "down")
                 self._push("bridge up", lambda: ipr.link("set", index=index, state="down"), obj)

@@ -121,9 +121,24 @@ def _pick_mac(doc: Mapping[str, Any], request: CniRequest) -> str:
                 code = INVALID_ENVIRONMENT if source == "CNI_ARGS MAC" else INVALID_NETWORK_CONFIG
                 raise CniError(code, f"{source}: invalid MAC address {value!r}")
             if int(value.split(":")[0], 16) & 1:
-                raise CniError(INVALID_NETWORK_CONFIG, f"{source}: {value} is a multicast address")
+                code = INVALID_ENVIRONMENT if source == "CNI_ARGS MAC" else INVALID_NETWORK_CONFIG
+                raise CniError(code, f"{source}: {value} is a multicast address")
             return value.lower()
     return ""
+
+
+_INTEGER_KEYS = ("mtu", "vlanID", "vlan")
+
+
+def _refuse_float_integers(doc: Mapping[str, Any]) -> None:
+    """JSON Schema counts 100.0 as an integer; Go's json (and so every runtime
+    reading our result) does not. Refuse it as the reference plugin would."""
+    places = [(key, doc.get(key)) for key in _INTEGER_KEYS]
+    for i, entry in enumerate(doc.get("vlanTrunk") or []):
+        places += [(f"vlanTrunk[{i}].{key}", entry.get(key)) for key in ("id", "minID", "maxID")]
+    for where, value in places:
+        if isinstance(value, float):
+            raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: {where}: {value!r} is not an integer")
 
 
 def _trunk_vids(doc: Mapping[str, Any]) -> tuple[int, ...]:
@@ -149,6 +164,7 @@ def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None =
     version = require_supported(doc.get("cniVersion") or "")
     name = check_name(doc)
     validate_schema(doc)
+    _refuse_float_integers(doc)
     for key in NOT_YET_SUPPORTED:
         if doc.get(key):
             raise CniError(UNSUPPORTED_FIELD, f"{key} is not supported by this loxi-cni version", f"{key}={doc[key]!r}")

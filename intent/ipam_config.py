@@ -36,6 +36,7 @@ DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 # The name becomes one directory entry, so it must fit NAME_MAX.
 MAX_NETWORK_NAME = 255
+MAX_DATA_DIR = 4095 - 1 - MAX_NETWORK_NAME - 1 - 64
 # CNI 1.1 route attributes: passed through untouched, the caller decides what it honours.
 ROUTE_EXTRA_KEYS = ("mtu", "advmss", "priority", "table", "scope")
 DNS_KEYS = ("nameservers", "domain", "search", "options")
@@ -279,6 +280,9 @@ def check_data_dir(value: object) -> str:
         raise _fail("ipam.dataDir", f"must be an absolute path, got {text!r}")
     if ".." in text.split("/"):
         raise _fail("ipam.dataDir", f"must not contain '..' components, got {text!r}")
+    # Room for /<network name>/<address or temp file name> within PATH_MAX (4096).
+    if len(text.encode()) > MAX_DATA_DIR or any(len(part.encode()) > 255 for part in text.split("/")):
+        raise _fail("ipam.dataDir", f"is too long (at most {MAX_DATA_DIR} bytes, 255 per component)")
     return os.path.normpath(text)
 
 

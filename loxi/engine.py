@@ -17,7 +17,16 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from applier import locks
 from applier.execute import FEATURE_8021Q, FEATURE_VLAN_FILTERING, Executor
-from applier.ipam import HostLocalStore, IpamResult, ipam_add, ipam_check, ipam_del, ipam_type, is_host_local
+from applier.ipam import (
+    HostLocalStore,
+    IpamResult,
+    ipam_add,
+    ipam_check,
+    ipam_del,
+    ipam_type,
+    is_host_local,
+    validate_ipam,
+)
 from applier.ipam.delegate import run_ipam_plugin
 from applier.netns import Namespaces, same_namespace
 from applier.observe import Observer, observe
@@ -85,14 +94,13 @@ def build_result(conf: NetConf, desired: DesiredState, namespaces: Namespaces, i
     bridge: Bridge = desired.by_kind(Bridge)[0]
     veth: HostVeth = desired.by_kind(HostVeth)[0]
     pod: PodLink = desired.by_kind(PodLink)[0]
-    mtu = conf.mtu if conf.mtu else 0
     interfaces = []
     for ns, name, sandbox in ((NODE_NS, bridge.name, ""), (NODE_NS, veth.name, ""), (POD_NS, pod.name, "netns")):
         msg = observer.link(ns, name)
-        mac = msg.get("IFLA_ADDRESS") if msg is not None else ""
-        interfaces.append(
-            ResultInterface(name=name, mac=mac or "", sandbox=namespaces.pod_path if sandbox else "", mtu=mtu)
-        )
+        mac = (msg.get("IFLA_ADDRESS") or "") if msg is not None else ""
+        # the kernel's MTU: an existing bridge keeps its own, whatever the conf says
+        mtu = (msg.get("IFLA_MTU") or 0) if msg is not None and conf.mtu else 0
+        interfaces.append(ResultInterface(name=name, mac=mac, sandbox=namespaces.pod_path if sandbox else "", mtu=mtu))
     ips = []
     for lease in ipam.leases if ipam else ():
         gateway = lease.gateway
@@ -106,6 +114,7 @@ def build_result(conf: NetConf, desired: DesiredState, namespaces: Namespaces, i
 
 def cmd_add(conf: NetConf, request: CniRequest) -> AddOutcome:
     attachment = attachment_of(conf, request)
+    validate_ipam(conf.raw, request)
     lock = locks.attachment_lock_name(conf.name, request.container_id, request.ifname)
     with locks.exclusive(lock), _pod_namespaces(request) as namespaces:
         ipam = ipam_add(conf.raw, conf.stdin, request) if conf.has_ipam else None
@@ -183,6 +192,7 @@ def cmd_del(conf: NetConf, request: CniRequest) -> Plan:
     """Remove the pod's veth (node side: works whatever state the pod is in) and
     release its addresses. Succeeds when everything is already gone."""
     attachment = attachment_of(conf, request)
+    validate_ipam(conf.raw, request)
     lock = locks.attachment_lock_name(conf.name, request.container_id, request.ifname)
     with locks.exclusive(lock, remove=True):
         with Namespaces() as namespaces:

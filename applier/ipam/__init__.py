@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from applier.ipam.delegate import run_ipam_plugin
+from applier.ipam.delegate import check_plugin_name, run_ipam_plugin
 from applier.ipam.hostlocal import Allocation, HostLocalStore, Lease
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, GENERIC_GO_ERROR, INVALID_NETWORK_CONFIG, IO_FAILURE, CniError
@@ -31,6 +31,7 @@ __all__ = [
     "is_host_local",
     "parse_resolv_conf",
     "result_from_document",
+    "validate_ipam",
 ]
 
 HOST_LOCAL = "host-local"
@@ -109,6 +110,22 @@ def ipam_preview(conf: Mapping[str, Any], request: CniRequest) -> IpamResult | N
     config = load_host_local(conf, request.args)
     leases = HostLocalStore(config).preview(request.container_id, request.ifname)
     return IpamResult(tuple(leases), config.routes, _host_local_dns(config))
+
+
+def validate_ipam(conf: Mapping[str, Any], request: CniRequest) -> None:
+    """Refuse a bad `ipam` before anything is locked, opened or torn down.
+
+    ADD checks everything, requested addresses included; DEL and CHECK check
+    what they use (a bad requested IP must not block a cleanup).
+    """
+    kind = ipam_type(conf)
+    if kind == HOST_LOCAL:
+        if request.command == "ADD":
+            load_host_local(conf, request.args)
+        else:
+            _load_for_existing(conf)
+    elif kind:
+        check_plugin_name(kind)
 
 
 def _load_for_existing(conf: Mapping[str, Any]) -> HostLocalConfig:

@@ -25,12 +25,17 @@ TEXT_BUSY_DELAY = 1.0
 MAX_DETAILS = 4096
 
 
-def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
-    """First regular file named `plugin_type` in `paths`, like Go's invoke.FindInPath."""
+def check_plugin_name(plugin_type: str) -> None:
+    """A plugin type is a file name in CNI_PATH, never a path."""
     if not plugin_type:
         raise CniError(INVALID_NETWORK_CONFIG, "ipam.type: no plugin name provided")
     if "/" in plugin_type or "\0" in plugin_type or plugin_type in (".", ".."):
         raise CniError(INVALID_NETWORK_CONFIG, f"ipam.type: {plugin_type!r} must be a plain plugin name")
+
+
+def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
+    """First regular file named `plugin_type` in `paths`, like Go's invoke.FindInPath."""
+    check_plugin_name(plugin_type)
     if not paths:
         raise CniError(DELEGATE_FAILED, "no paths provided")
     for directory in paths:
