@@ -18,7 +18,7 @@ from loxi.agent_protocol import DEFAULT_SOCKET, PROTOCOL_VERSION, ProtocolError,
 
 CONNECT_TIMEOUT = 0.5  # seconds: an agent that does not accept this fast is treated as absent
 ANSWER_TIMEOUT = 60.0  # seconds: the longest a real ADD may take (delegated IPAM included)
-FORWARDED_PREFIXES = ("CNI_",)
+FORWARDED_PREFIXES = ("CNI_", "LOXI_LOG_")
 KILL_HOOK = "LOXI_TEST_KILL_BEFORE_STEP"  # the test suite's crash hook works in-process only
 
 

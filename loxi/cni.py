@@ -15,6 +15,7 @@ from typing import BinaryIO, TextIO
 
 from intent.errors import INTERNAL_ERROR, IO_FAILURE, CniError
 from intent.versions import SUPPORTED_VERSIONS, version_info_json
+from loxi.cnilog import logged, note_plan
 
 PLUGIN_ABOUT = "CNI loxi-cni plugin v0.1.0"
 
@@ -26,6 +27,7 @@ def _read_stdin(stream: BinaryIO) -> bytes:
         raise CniError(IO_FAILURE, f"error reading from stdin: {exc}") from None
 
 
+@logged
 def run(environ: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     """One CNI call, in-process. Returns the exit status."""
     try:
@@ -72,11 +74,12 @@ def _dispatch(request, data: bytes, stdout: TextIO) -> int:
 
         require_convertible(conf.cni_version, conf.has_ipam)
         outcome = engine.cmd_add(conf, request)
+        note_plan(outcome.plan)
         stdout.write(format_result(outcome.result, conf.cni_version))
     elif request.command == "DEL":
-        engine.cmd_del(conf, request)
+        note_plan(engine.cmd_del(conf, request))
     elif request.command == "CHECK":
-        engine.cmd_check(conf, request)
+        note_plan(engine.cmd_check(conf, request))
     elif request.command == "STATUS":
         engine.cmd_status(conf, request)
     elif request.command == "GC":

@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--output", choices=["text", "json"], default="text")
     show.set_defaults(handler=_show)
+    from loxi.install import register as register_install
+
+    register_install(subparsers)
     return parser
 
 
