@@ -31,11 +31,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+from loxi.atomicfile import fsync_dir, write_atomic
 
 PROG = "loxi-plan"
 PLUGIN_NAME = "loxi-cni"
@@ -263,31 +264,6 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def write_atomic(path: str, data: bytes, mode: int) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def _dir_lock(directory: str) -> Iterator[None]:
     """Two installs (an init container and the periodic one) never interleave."""
@@ -339,7 +315,7 @@ def _write_manifest(bin_dir: str, entries: dict[str, dict[str, Any]]) -> None:
     if not entries:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-            _fsync_dir(bin_dir)
+            fsync_dir(bin_dir)
         return
     data = _manifest_bytes(entries)
     if _read(path) != data:
@@ -363,30 +339,11 @@ def place(kind: str, path: str, data: bytes, mode: int, manifest: dict[str, dict
             ours = recorded is not None and recorded.get("sha256") == sha256_of(current)
             action = "updated" if ours else "replaced (it was not written by loxi-plan install)"
         if verify is not None:
-            _write_verified(path, data, mode, verify)
+            write_atomic(path, data, mode, verify)
         else:
             write_atomic(path, data, mode)
     manifest[path] = entry
     return Change(kind, path, action)
-
-
-def _write_verified(path: str, data: bytes, mode: int, verify) -> None:
-    """Write a temp file next to `path`, check it, then rename it into place."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        verify(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
 
 
 # ---------------------------------------------------------------------------
@@ -453,7 +410,7 @@ def uninstall(bin_dir: str = DEFAULT_BIN_DIR) -> list[Change]:
                 changes.append(Change(entry.get("kind", "file"), path, "kept: changed since install, not removed"))
             else:
                 os.unlink(path)
-                _fsync_dir(os.path.dirname(path))
+                fsync_dir(os.path.dirname(path))
                 changes.append(Change(entry.get("kind", "file"), path, "removed"))
                 del manifest[path]
         _write_manifest(bin_dir, manifest)  # keeps only what was not removed

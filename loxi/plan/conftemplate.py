@@ -9,17 +9,16 @@ writes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import loxi
+from loxi import atomicfile
 from loxi.plan.errors import PlanError
 from loxi.plan.validate import FileReport, validate_text
 
@@ -146,22 +145,4 @@ def check_rendered(text: str, source: str) -> FileReport:
 
 def write_atomic(path: str, text: str, mode: int = FILE_MODE) -> None:
     """Replace `path` with `text` so that readers see the old file or the new one, never a part."""
-    target = os.path.abspath(path)
-    directory = os.path.dirname(target)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomicfile.write_atomic(path, text, mode)
