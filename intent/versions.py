@@ -5,8 +5,6 @@ Stdlib only, because VERSION must answer without importing anything heavy.
 
 from __future__ import annotations
 
-import json
-
 from intent.errors import INCOMPATIBLE_VERSION, CniError
 
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -24,10 +22,10 @@ def parse_version(text: str) -> tuple[int, int, int]:
 
 
 def version_info_json() -> str:
-    """VERSION's answer, byte for byte what the Go library prints."""
-    return json.dumps(
-        {"cniVersion": LIBRARY_VERSION, "supportedVersions": list(SUPPORTED_VERSIONS)}, separators=(",", ":")
-    )
+    """VERSION's answer, byte for byte what the Go library prints (compact JSON),
+    written out by hand so VERSION never imports json."""
+    versions = ",".join(f'"{v}"' for v in SUPPORTED_VERSIONS)
+    return f'{{"cniVersion":"{LIBRARY_VERSION}","supportedVersions":[{versions}]}}'
 
 
 def require_supported(version: str) -> str:

@@ -21,7 +21,7 @@ from tests.snapshots import kernel_state, lease_files, store_anomalies
 
 SLOTS = 10
 WORKERS = 4
-LOAD_SECONDS = 20.0
+LOAD_SECONDS = 30.0
 NETWORK = "loxilight_cni"
 
 

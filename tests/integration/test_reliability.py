@@ -227,6 +227,11 @@ def test_gc_reclaims_the_allocation_of_a_pod_gone_without_del(node):
     assert node.ns.loxi_links() == [survivor_link]
     leaked_before = sorted(set(lease_files(node, NETWORK)) - {survivor_ip})
     assert leaked_before == [lost_ip]
+    # the operator sees it before GC: loxi-plan show lists the allocation as leaked
+    from tests.integration.test_loxi_plan import show
+
+    shown = show(node, "--output", "json").json
+    assert [(leak["kind"], leak["name"]) for leak in shown["leaks"]] == [("allocation-without-veth", lost_ip)]
     gc_conf = {**conf, "cni.dev/valid-attachments": [{"containerID": "survivor", "ifname": "eth0"}]}
     gc = node.cni("GC", gc_conf)
     assert gc.rc == 0 and gc.stdout == "", gc
