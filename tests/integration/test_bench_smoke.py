@@ -37,7 +37,7 @@ def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
     assert not any(run_id in name for name in _bench_namespaces())
 
     reference = (REFERENCE_CNI_DIR / "bridge").exists() and (REFERENCE_CNI_DIR / "host-local").exists()
-    expected = ["loxi-cni", "bridge"] if reference else ["loxi-cni"]
+    expected = ["loxi-cni", "loxi-cni+agent", "bridge"] if reference else ["loxi-cni", "loxi-cni+agent"]
     assert sorted(report["plugins"]) == sorted(expected)
     for key in expected:
         commands = report["plugins"][key]["commands"]
@@ -56,6 +56,7 @@ def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
             assert row[key] > 0, (name, row)
         if reference:
             assert row["ratio"] == row["loxi-cni"] / row["bridge"]
+            assert row["ratio_agent"] == row["loxi-cni+agent"] / row["bridge"]
     loaded = figures[f"ADD median, {report['settings']['background_pods']} pods attached"]
     assert all(loaded[key] > 0 for key in expected)
     assert any(name.startswith("burst ") and name.endswith("pods/s") for name in figures)
