@@ -175,6 +175,18 @@ def netns() -> Iterator[NetnsFactory]:
         factory.cleanup()
 
 
+def _check_against_schemas(command: str, conf: dict | bytes | None, call: CniCall) -> None:
+    """Every result and error the suite sees from loxi-cni must match schemas/ (issue: protocol)."""
+    from tests.result_schemas import RESULT_VERSIONS, validate_error, validate_result
+
+    if call.rc != 0 and call.stdout.strip().startswith("{"):
+        validate_error(call.json)
+    elif call.rc == 0 and command == "ADD" and isinstance(conf, dict):
+        version = conf.get("cniVersion") or "0.1.0"
+        if version in RESULT_VERSIONS:
+            validate_result(call.json, version)
+
+
 class Node:
     """A node: its namespace, its IPAM store, and the plugin run inside it."""
 
@@ -217,7 +229,10 @@ class Node:
             env=environ,
             timeout=60,
         )
-        return CniCall(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+        call = CniCall(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+        if plugin is None:
+            _check_against_schemas(command, conf, call)
+        return call
 
     def pod(self) -> Netns:
         return self.factory("pod")
