@@ -50,11 +50,17 @@ class Handler(socketserver.BaseRequestHandler):
             if len(fds) != 1:
                 send_frame(sock, {"v": PROTOCOL_VERSION, "error": "the request carries no network namespace"})
                 return
-            _setns(fds[0])  # this thread only; it ends with the request
             environ = {k: str(v) for k, v in dict(request.get("env") or {}).items()}
             stdin = base64.b64decode(request.get("stdin") or "")
             stdout, stderr = io.StringIO(), io.StringIO()
-            rc = run(environ, io.BytesIO(stdin), stdout, stderr)
+            _setns(fds[0])  # this thread only
+            try:
+                rc = run(environ, io.BytesIO(stdin), stdout, stderr)
+            finally:
+                # Leave the caller's namespace before answering: once the runtime
+                # has its reply it may delete the pod's namespace, and a thread
+                # still inside would keep it (and the pod's veth) alive.
+                _setns(self.server.own_netns)
             if stderr.getvalue():
                 sys.stderr.write(stderr.getvalue())
             send_frame(sock, {"v": PROTOCOL_VERSION, "rc": rc, "stdout": stdout.getvalue()})
@@ -68,6 +74,7 @@ class Handler(socketserver.BaseRequestHandler):
 class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+    own_netns: int = -1  # the agent's own namespace, which every request thread returns to
 
 
 def serve(path: str) -> None:
@@ -89,6 +96,7 @@ def serve(path: str) -> None:
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
+    server.own_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(f"loxi-agent: listening on {path}", file=sys.stderr, flush=True)
     try:

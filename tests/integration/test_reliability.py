@@ -223,7 +223,11 @@ def test_gc_reclaims_the_allocation_of_a_pod_gone_without_del(node):
     lost_ip = b.json["ips"][0]["address"].split("/")[0]
     survivor_link = a.json["interfaces"][1]["name"]
     node.factory.delete(lost)  # reboot / missed DEL: the namespace is gone, no DEL ran
-    # the kernel took the veth with the namespace; the allocation is what leaked
+    # the kernel takes the veth with the namespace (in its cleanup work queue,
+    # a moment after the last reference goes); the allocation is what leaked
+    deadline = time.monotonic() + 10
+    while node.ns.loxi_links() != [survivor_link] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert node.ns.loxi_links() == [survivor_link]
     leaked_before = sorted(set(lease_files(node, NETWORK)) - {survivor_ip})
     assert leaked_before == [lost_ip]
