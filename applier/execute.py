@@ -27,6 +27,7 @@ from applier.sysctl import read_sysctl, write_sysctl
 from compiler.graph import HOST_VETH_PREFIX
 from compiler.model import (
     NODE_NS,
+    POD_NS,
     Address,
     Bridge,
     HostVeth,
@@ -68,10 +69,19 @@ class Undo:
     shared_bridge: str = ""  # undo only while no pod's port is on this bridge
 
 
+@dataclass(frozen=True)
+class LinkFacts:
+    """What this run gave a link it created: the result reports it without re-reading the kernel."""
+
+    mac: str
+    mtu: int = 0
+
+
 @dataclass
 class ExecutionReport:
     done: list[Step] = field(default_factory=list)
     created_bridge: bool = False
+    created_links: dict[tuple[str, str], LinkFacts] = field(default_factory=dict)
 
 
 class Executor:
@@ -87,10 +97,7 @@ class Executor:
         return self.ns.ipr(ns)
 
     def _index(self, ns: str, name: str) -> int:
-        found = self._ipr(ns).link_lookup(ifname=name)
-        if not found:
-            raise NetlinkError(errno.ENODEV, f"no link named {name}")
-        return found[0]
+        return self.ns.link_index(ns, name)
 
     def _bridge_has_pods(self, bridge: str) -> bool:
         """Does any pod use the bridge? Its uplink VLAN device is not a pod."""
@@ -229,6 +236,8 @@ class Executor:
         except NetlinkError as exc:
             if exc.code != errno.ENODEV:
                 raise
+        finally:
+            self.ns.forget_index(ns, name)
 
     def _host_veth(self, step: Step) -> None:
         obj: HostVeth = step.obj  # type: ignore[assignment]
@@ -237,21 +246,31 @@ class Executor:
             self._delete_link(NODE_NS, obj.name)
             return
         if step.op == CREATE:
-            peer: dict[str, Any] = {"ifname": obj.peer_name, "net_ns_fd": self.ns.fd("pod")}
-            spec: dict[str, Any] = {"ifname": obj.name, "kind": "veth", "peer": peer}
+            # One message makes the pair, with the peer in the pod's namespace, the
+            # node end enslaved and up, and both MACs chosen here: the kernel's
+            # random MACs would have to be read back, and udev's
+            # MACAddressPolicy may rewrite a random MAC after the result is out.
+            host_mac, peer_mac = random_mac(), obj.peer_mac or random_mac()
+            peer: dict[str, Any] = {"ifname": obj.peer_name, "net_ns_fd": self.ns.fd(POD_NS), "address": peer_mac}
+            spec: dict[str, Any] = {
+                "ifname": obj.name,
+                "kind": "veth",
+                "peer": peer,
+                "address": host_mac,
+                "master": self._index(NODE_NS, obj.bridge),
+                "state": "up",
+            }
             if obj.mtu:
                 spec["mtu"] = peer["mtu"] = obj.mtu
-            if obj.peer_mac:
-                peer["address"] = obj.peer_mac
             ipr.link("add", **spec)
             self._push(f"create veth {obj.name}", lambda: self._delete_link(NODE_NS, obj.name))
-            index = self._index(NODE_NS, obj.name)
-            if obj.owner:
-                ipr.link("set", index=index, ifalias=obj.owner)
-            ipr.link("set", index=index, master=self._index(NODE_NS, obj.bridge))
+            self.report.created_links[(NODE_NS, obj.name)] = LinkFacts(host_mac, obj.mtu)
+            self.report.created_links[(POD_NS, obj.peer_name)] = LinkFacts(peer_mac, obj.mtu)
+            if obj.owner:  # the kernel takes no alias at creation; by name, no index lookup
+                ipr.link("set", ifname=obj.name, ifalias=obj.owner)
             if obj.hairpin or obj.isolated:
+                index = self._index(NODE_NS, obj.name)
                 ipr.brport("set", index=index, mode=int(obj.hairpin), isolated=int(obj.isolated))
-            ipr.link("set", index=index, state="up")
             return
         index = self._index(NODE_NS, obj.name)
         for change in step.changes:
@@ -268,8 +287,8 @@ class Executor:
 
     def _pod_link(self, step: Step) -> None:
         obj: PodLink = step.obj  # type: ignore[assignment]
-        ipr = self._ipr("pod")
-        index = self._index("pod", obj.name)  # made with the host veth
+        ipr = self._ipr(POD_NS)
+        index = self._index(POD_NS, obj.name)  # made with the host veth
         if step.op == CREATE:
             if obj.up:
                 ipr.link("set", index=index, state="up")

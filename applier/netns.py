@@ -78,6 +78,9 @@ class Namespaces:
         if pod_fd is not None:
             self._fds[POD_NS] = pod_fd
         self._sockets: dict[str, IPRoute] = {}
+        # Link indexes this command has seen, so a step never asks the kernel for
+        # an index an observation already returned (each lookup is a round trip).
+        self._indexes: dict[tuple[str, str], int] = {}
 
     @classmethod
     def for_pod(cls, pod_path: str) -> Namespaces:
@@ -111,6 +114,24 @@ class Namespaces:
                 sock = IPRoute(ext_ack=True, strict_check=True)
             self._sockets[ns] = sock
         return sock
+
+    def link_index(self, ns: str, name: str) -> int:
+        """The index of link `name` in `ns`: remembered from this command's reads, else looked up."""
+        index = self._indexes.get((ns, name))
+        if index is None:
+            found = self.ipr(ns).link_lookup(ifname=name)
+            if not found:
+                from pyroute2.netlink.exceptions import NetlinkError
+
+                raise NetlinkError(errno.ENODEV, f"no link named {name}")
+            index = self._indexes[(ns, name)] = found[0]
+        return index
+
+    def remember_index(self, ns: str, name: str, index: int) -> None:
+        self._indexes[(ns, name)] = index
+
+    def forget_index(self, ns: str, name: str) -> None:
+        self._indexes.pop((ns, name), None)
 
     def close(self) -> None:
         for sock in self._sockets.values():

@@ -7,6 +7,7 @@ The snapshot is plain data (`compiler.model.Observed`), the diff's only input.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 from typing import Any
 
@@ -38,7 +39,6 @@ IFF_UP = 0x1
 IFF_PROMISC = 0x100
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
-ENODEV = 19
 
 
 def read_port_vlans(ipr: Any, index: int) -> dict[int, tuple[bool, bool]]:
@@ -71,11 +71,13 @@ class Observer:
                 self._links[key] = None
             else:
                 try:
-                    self._links[key] = self.ns.ipr(ns).link("get", ifname=name)[0]
+                    msg = self._links[key] = self.ns.ipr(ns).link("get", ifname=name)[0]
                 except NetlinkError as exc:
-                    if exc.code != ENODEV:
+                    if exc.code != errno.ENODEV:
                         raise
                     self._links[key] = None
+                else:
+                    self.ns.remember_index(ns, name, msg["index"])
         return self._links[key]
 
     def link_name(self, ns: str, index: int) -> str | None:
@@ -249,9 +251,10 @@ class Observer:
         return reader(obj)
 
 
-def observe(namespaces: Namespaces, desired: DesiredState) -> Snapshot:
-    """Snapshot of every object the desired state names, present or absent."""
-    observer = Observer(namespaces)
+def observe(namespaces: Namespaces, desired: DesiredState, observer: Observer | None = None) -> Snapshot:
+    """Snapshot of every object the desired state names, present or absent.
+    Pass an `observer` to read its cached links afterwards (nothing changed since)."""
+    observer = observer or Observer(namespaces)
     snapshot: Snapshot = {}
     for obj in desired.objects() + list(desired.absent):
         snapshot[obj.key] = observer.observe(obj)

@@ -16,7 +16,7 @@ from typing import Any
 from pyroute2.netlink.exceptions import NetlinkError
 
 from applier import locks
-from applier.execute import FEATURE_8021Q, FEATURE_VLAN_FILTERING, Executor
+from applier.execute import FEATURE_8021Q, FEATURE_VLAN_FILTERING, ExecutionReport, Executor
 from applier.ipam import (
     HostLocalStore,
     IpamResult,
@@ -56,8 +56,6 @@ from intent.errors import (
 from intent.ipam_config import load_host_local
 from intent.result import Result, ResultInterface, ResultIP, ResultRoute, canonical_cidr, parse_prev_result
 
-ENODEV = 19
-
 
 @dataclass(frozen=True)
 class AddOutcome:
@@ -88,19 +86,27 @@ def _pod_namespaces(request: CniRequest) -> Namespaces:
         raise CniError(INVALID_NETNS, f"failed to open netns {request.netns!r}: {exc.strerror}") from None
 
 
-def build_result(conf: NetConf, desired: DesiredState, namespaces: Namespaces, ipam: IpamResult | None) -> Result:
-    """The ADD result, with the MACs the kernel actually has."""
+def build_result(
+    conf: NetConf, desired: DesiredState, namespaces: Namespaces, ipam: IpamResult | None, report: ExecutionReport
+) -> Result:
+    """The ADD result, with the MACs the kernel actually has: what this run gave
+    the links it created, and a fresh read of every other link (an existing
+    bridge keeps its own MTU, and its MAC may follow its ports)."""
     observer = Observer(namespaces)
     bridge: Bridge = desired.by_kind(Bridge)[0]
     veth: HostVeth = desired.by_kind(HostVeth)[0]
     pod: PodLink = desired.by_kind(PodLink)[0]
     interfaces = []
     for ns, name, sandbox in ((NODE_NS, bridge.name, ""), (NODE_NS, veth.name, ""), (POD_NS, pod.name, "netns")):
-        msg = observer.link(ns, name)
-        mac = (msg.get("IFLA_ADDRESS") or "") if msg is not None else ""
-        # the kernel's MTU: an existing bridge keeps its own, whatever the conf says
-        mtu = (msg.get("IFLA_MTU") or 0) if msg is not None and conf.mtu else 0
-        interfaces.append(ResultInterface(name=name, mac=mac, sandbox=namespaces.pod_path if sandbox else "", mtu=mtu))
+        created = report.created_links.get((ns, name))
+        if created is not None:
+            mac, mtu = created.mac, created.mtu
+        else:
+            msg = observer.link(ns, name)
+            mac = (msg.get("IFLA_ADDRESS") or "") if msg is not None else ""
+            mtu = (msg.get("IFLA_MTU") or 0) if msg is not None else 0
+        sandbox_path = namespaces.pod_path if sandbox else ""
+        interfaces.append(ResultInterface(name=name, mac=mac, sandbox=sandbox_path, mtu=mtu if conf.mtu else 0))
     ips = []
     for lease in ipam.leases if ipam else ():
         gateway = lease.gateway
@@ -127,8 +133,8 @@ def cmd_add(conf: NetConf, request: CniRequest) -> AddOutcome:
             if plan.conflicts:
                 code = plan.conflicts[0].conflict_code or CONFLICT
                 raise CniError(code, "; ".join(s.conflict for s in plan.conflicts))
-            Executor(namespaces, enable_dad=conf.enable_dad).apply(plan, conf.bridge)
-            result = build_result(conf, desired, namespaces, ipam)
+            report = Executor(namespaces, enable_dad=conf.enable_dad).apply(plan, conf.bridge)
+            result = build_result(conf, desired, namespaces, ipam, report)
         except BaseException:
             if ipam is not None and not ipam.reused:
                 ipam_del(conf.raw, conf.stdin, request)
@@ -149,9 +155,8 @@ def _prev_leases(conf: NetConf, request: CniRequest) -> list[AddressLease]:
     return leases
 
 
-def _prev_mac_drift(conf: NetConf, request: CniRequest, desired: DesiredState, namespaces: Namespaces) -> list[str]:
+def _prev_mac_drift(conf: NetConf, request: CniRequest, desired: DesiredState, observer: Observer) -> list[str]:
     prev = parse_prev_result(conf.prev_result or {})
-    observer = Observer(namespaces)
     messages = []
     for iface in prev.interfaces:
         ns = POD_NS if iface.sandbox else NODE_NS
@@ -181,8 +186,9 @@ def cmd_check(conf: NetConf, request: CniRequest) -> Plan:
                 raise CniError(CHECK_FAILED, f"IPAM does not hold {', '.join(map(str, missing))} for this container")
             _, routes = leases_from_ipam(ipam)
         desired = compile_desired(conf, attachment, leases, routes)
-        plan = diff(desired, observe(namespaces, desired))
-        messages = drift_messages(plan, request.netns) + _prev_mac_drift(conf, request, desired, namespaces)
+        observer = Observer(namespaces)
+        plan = diff(desired, observe(namespaces, desired, observer))
+        messages = drift_messages(plan, request.netns) + _prev_mac_drift(conf, request, desired, observer)
     if messages:
         raise CniError(CHECK_FAILED, "; ".join(messages))
     return plan
@@ -252,7 +258,7 @@ def cmd_gc(conf: NetConf, request: CniRequest) -> list[str]:
                 ipr.link("del", index=port["index"])
                 removed.append(f"veth {name}")
             except NetlinkError as exc:
-                if exc.code != ENODEV:
+                if exc.code != errno.ENODEV:
                     errors.append(f"delete {name}: {exc}")
     if errors:
         raise CniError(KERNEL_ERROR, "GC finished with errors", "; ".join(errors))
