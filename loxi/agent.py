@@ -13,7 +13,6 @@ per thread) and its own netlink sockets, and pyroute2 is never asked to fork.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import io
 import os
@@ -25,7 +24,7 @@ import sys
 import threading
 
 from applier.netns import _setns
-from loxi.agent_protocol import DEFAULT_SOCKET, PROTOCOL_VERSION, ProtocolError, recv_frame, send_frame
+from loxi.agent_protocol import DEFAULT_SOCKET, ProtocolError, encode_reply, recv_request
 from loxi.cni import run
 
 SO_PEERCRED_FORMAT = "3i"
@@ -44,14 +43,12 @@ class Handler(socketserver.BaseRequestHandler):
         fds: list[int] = []
         try:
             if _peer_uid(sock) != 0:
-                send_frame(sock, {"v": PROTOCOL_VERSION, "error": "only root may use loxi-agent"})
+                sock.sendall(encode_reply(1, b"only root may use loxi-agent", refused=True))
                 return
-            request, fds = recv_frame(sock, want_fds=1)
+            environ, stdin, fds = recv_request(sock)
             if len(fds) != 1:
-                send_frame(sock, {"v": PROTOCOL_VERSION, "error": "the request carries no network namespace"})
+                sock.sendall(encode_reply(1, b"the request carries no network namespace", refused=True))
                 return
-            environ = {k: str(v) for k, v in dict(request.get("env") or {}).items()}
-            stdin = base64.b64decode(request.get("stdin") or "")
             stdout, stderr = io.StringIO(), io.StringIO()
             _setns(fds[0])  # this thread only
             try:
@@ -63,7 +60,7 @@ class Handler(socketserver.BaseRequestHandler):
                 _setns(self.server.own_netns)
             if stderr.getvalue():
                 sys.stderr.write(stderr.getvalue())
-            send_frame(sock, {"v": PROTOCOL_VERSION, "rc": rc, "stdout": stdout.getvalue()})
+            sock.sendall(encode_reply(rc, stdout.getvalue().encode()))
         except (ProtocolError, OSError, ValueError) as exc:
             print(f"loxi-agent: request failed: {exc}", file=sys.stderr)
         finally:

@@ -1,21 +1,21 @@
 """The thin client: hand one CNI call to loxi-agent, or say it could not.
 
-Standard library only. Returns None whenever the agent is absent, refuses, or
-breaks off without an answer, and the caller then runs the very same engine
-in-process. Running twice is safe: both paths take the same per-attachment lock
-and every plan step is idempotent, so a late agent and the fallback converge.
+Imports only `os`, `sys` and `_socket` (the wire format is binary: no json,
+base64 or `socket` module, whose imports would cost more than the call).
+Returns None whenever the agent is absent, refuses, or breaks off without an
+answer, and the caller then runs the very same engine in-process. Running twice
+is safe: both paths take the same per-attachment lock and every plan step is
+idempotent, so a late agent and the fallback converge.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import _socket
 import os
-import socket
 
-from loxi.agent_protocol import DEFAULT_SOCKET, PROTOCOL_VERSION, ProtocolError, recv_frame, send_frame
+from loxi.agent_protocol import DEFAULT_SOCKET, ProtocolError, encode_request, recv_reply, send_request
 
-# typing costs VERSION ~15 ms to import; annotations need it only for checkers.
+# typing costs the client ~15 ms to import; annotations need it only for checkers.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -31,7 +31,9 @@ def agent_socket(environ: Mapping[str, str], stdin: bytes) -> str:
     An empty LOXI_AGENT_SOCKET disables the agent (in-process only)."""
     if "LOXI_AGENT_SOCKET" in environ:
         return environ["LOXI_AGENT_SOCKET"]
-    if b'"agentSocket"' in stdin:
+    if b'"agentSocket"' in stdin:  # rare: only then is json worth importing
+        import json
+
         try:
             value = json.loads(stdin).get("agentSocket")
         except (ValueError, AttributeError):
@@ -41,31 +43,25 @@ def agent_socket(environ: Mapping[str, str], stdin: bytes) -> str:
     return DEFAULT_SOCKET
 
 
-def call_agent(environ: Mapping[str, str], stdin: bytes) -> tuple[int, str] | None:
+def call_agent(environ: Mapping[str, str], stdin: bytes) -> tuple[int, bytes] | None:
     """(exit status, stdout) from the agent, or None to run in-process."""
     path = agent_socket(environ, stdin)
     if not path or KILL_HOOK in environ or not os.path.exists(path):
         return None
-    request = {
-        "v": PROTOCOL_VERSION,
-        "env": {k: v for k, v in environ.items() if k.startswith(FORWARDED_PREFIXES)},
-        "stdin": base64.b64encode(stdin).decode(),
-    }
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    frame = encode_request({k: v for k, v in environ.items() if k.startswith(FORWARDED_PREFIXES)}, stdin)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(CONNECT_TIMEOUT)
         sock.connect(path)
         netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            send_frame(sock, request, [netns_fd])
+            send_request(sock, frame, netns_fd)
         finally:
             os.close(netns_fd)
         sock.settimeout(ANSWER_TIMEOUT)
-        reply, _ = recv_frame(sock)
+        refused, status, body = recv_reply(sock)
     except (OSError, ProtocolError):
         return None
     finally:
         sock.close()
-    if "error" in reply or not isinstance(reply.get("rc"), int) or not isinstance(reply.get("stdout"), str):
-        return None
-    return reply["rc"], reply["stdout"]
+    return None if refused else (status, body)

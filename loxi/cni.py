@@ -93,7 +93,6 @@ def _dispatch(request, data: bytes, stdout: TextIO) -> int:
 
 def main() -> None:
     """Hand the call to loxi-agent when one answers; otherwise run it here."""
-    stdout = sys.stdout
     environ = os.environ
     stdin: BinaryIO = sys.stdin.buffer
     command = environ.get("CNI_COMMAND")
@@ -103,18 +102,18 @@ def main() -> None:
         from loxi.client import call_agent
 
         try:
-            data = sys.stdin.buffer.read()
+            data = stdin.read()
         except OSError as exc:
-            stdout.write(CniError(IO_FAILURE, f"error reading from stdin: {exc}").to_json())
+            sys.stdout.write(CniError(IO_FAILURE, f"error reading from stdin: {exc}").to_json())
             sys.exit(1)
         reply = call_agent(environ, data)
         if reply is not None:
-            stdout.write(reply[1])
-            stdout.flush()
+            sys.stdout.buffer.write(reply[1])
+            sys.stdout.buffer.flush()
             sys.exit(reply[0])
         stdin = BytesIO(data)
-    code = run(environ, stdin, stdout, sys.stderr)
-    stdout.flush()
+    code = run(environ, stdin, sys.stdout, sys.stderr)
+    sys.stdout.flush()
     sys.exit(code)
 
 

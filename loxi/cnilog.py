@@ -19,7 +19,6 @@ VERSION as cheap as before. Use:
 from __future__ import annotations
 
 import contextvars
-import functools
 import os
 import time
 
@@ -89,7 +88,6 @@ def note_plan(plan: Any) -> Any:
 def logged(run: Callable[..., int]) -> Callable[..., int]:
     """Wrap `run(environ, stdin, stdout, stderr) -> int` so each call logs one line when enabled."""
 
-    @functools.wraps(run)
     def wrapper(environ: Mapping[str, str], stdin: Any, stdout: Any, stderr: Any) -> int:
         try:
             tee_in, tee_out = _TeeIn(stdin), _TeeOut(stdout)
@@ -109,6 +107,10 @@ def logged(run: Callable[..., int]) -> Callable[..., int]:
             except Exception:
                 pass
 
+    # functools.wraps by hand: functools pulls collections into every VERSION call
+    wrapper.__wrapped__ = run  # type: ignore[attr-defined]
+    wrapper.__name__, wrapper.__qualname__, wrapper.__doc__ = run.__name__, run.__qualname__, run.__doc__
+    wrapper.__module__ = run.__module__
     return wrapper
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from loxi.agent_protocol import PROTOCOL_VERSION, recv_frame, send_frame
+from loxi.agent_protocol import encode_request, recv_reply
 from tests.conftest import AgentProcess, Node, make_conf
 
 
@@ -52,15 +52,15 @@ def test_socket_is_root_only(agent):
 
 
 def test_a_broken_request_does_not_kill_the_agent(node, agent):
-    for garbage in (b"\x00\x00\x00\x05hello", b"\xff\xff\xff\xff", b""):
+    version_1 = b'\x00\x00\x00\x2b{"v":1,"env":{},"stdin":""}'  # the old JSON frame
+    for garbage in (b"\x00\x00\x00\x05hello", b"\xff\xff\xff\xff", b"", version_1, b"LOXI\x02\xff\xff\xff\xff\0\0\0\0"):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(str(agent.socket))
             sock.sendall(garbage)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(str(agent.socket))
-        send_frame(sock, {"v": PROTOCOL_VERSION, "env": {}, "stdin": ""})  # no namespace descriptor
-        reply, _ = recv_frame(sock)
-        assert reply["error"] == "the request carries no network namespace"
+        sock.sendall(encode_request({}, b""))  # no namespace descriptor
+        assert recv_reply(sock) == (True, 1, b"the request carries no network namespace")
     assert agent.proc.poll() is None
     warm = agent_node(node, agent)
     call = warm.cni("ADD", make_conf(warm.data_dir), container_id="after-garbage", netns=warm.pod().path)
@@ -70,7 +70,7 @@ def test_a_broken_request_does_not_kill_the_agent(node, agent):
 def test_non_root_callers_are_refused(agent):
     code = (
         "import socket,sys; from loxi.agent_protocol import *; s=socket.socket(socket.AF_UNIX);"
-        f"s.connect({str(agent.socket)!r}); print(recv_frame(s)[0])"
+        f"s.connect({str(agent.socket)!r}); print(recv_reply(s))"
     )
     # the socket is 0600: a non-root process cannot even connect
     proc = subprocess.run(
