@@ -36,7 +36,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -522,7 +522,7 @@ class Settings:
     background: int
     burst: int
     width: int
-    plugin: Path
+    plugin: Path | None  # None: the launcher `loxi-plan install` writes, in the run's temporary directory
     reference: bool
     background_by: str
     agent: bool = True
@@ -606,6 +606,14 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
     load_before = os.getloadavg()
     with workspace(run_id) as tmp:
         plugins: list[Plugin] = []
+        if settings.plugin is None:  # what a runtime executes: the installed launcher
+            from loxi.install import LAUNCHER_MODE, render_launcher
+
+            launcher = tmp / "bin" / "loxi-cni"
+            launcher.parent.mkdir()
+            launcher.write_text(render_launcher())
+            launcher.chmod(LAUNCHER_MODE)
+            settings = replace(settings, plugin=launcher)
         specs = [(LOXI, settings.plugin, "loxi-cni", "l", 201)]
         if settings.agent:
             specs.append((AGENT, settings.plugin, "loxi-cni", "a", 203))
@@ -690,6 +698,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
             "duration_s": time.time() - started,
             "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
             "settings": {
+                "plugin": str(settings.plugin),
                 "rounds": settings.rounds,
                 "background_pods": settings.background,
                 "burst": settings.burst,
@@ -737,7 +746,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke test")
     parser.add_argument(
-        "--plugin", type=Path, default=Path(sys.prefix) / "bin" / "loxi-cni", help="the loxi-cni executable"
+        "--plugin",
+        type=Path,
+        default=None,
+        help="the loxi-cni executable (default: the launcher `loxi-plan install` writes, in a temporary directory)",
     )
     parser.add_argument("--no-reference", action="store_true", help="do not run the reference bridge plugin")
     parser.add_argument("--no-agent", action="store_true", help="do not measure loxi-cni through loxi-agent")
@@ -751,8 +763,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces)")
-    if not args.plugin.exists():
-        parser.error(f"{args.plugin} does not exist (run scripts/setup, or pass --plugin)")
+    if args.plugin is not None and not args.plugin.exists():
+        parser.error(f"{args.plugin} does not exist")
     reference = (
         not args.no_reference and (REFERENCE_DIR / "bridge").exists() and (REFERENCE_DIR / "host-local").exists()
     )
@@ -763,7 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         background=max(0, pick(args.background_pods, 200, 3)),
         burst=max(0, pick(args.burst, 50, 4)),
         width=max(1, pick(args.burst_width, 10, 2)),
-        plugin=args.plugin.absolute(),
+        plugin=args.plugin.absolute() if args.plugin else None,
         reference=reference,
         background_by=args.background_by,
         agent=not args.no_agent,
@@ -784,7 +796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}, {report['duration_s']:.0f} s\n"
         f"{settings.rounds} calls per command, alternating plugins call by call; background {settings.background} pods;"
         f" burst {settings.burst} x {settings.width} in flight; background pods attached by"
-        f" {report['settings']['background_by']}\n"
+        f" {report['settings']['background_by']}; loxi-cni = {report['settings']['plugin']}\n"
         f"wall = spawn to reap of `time nsenter --net=NODE -- PLUGIN` (floor with /bin/true:"
         f" {report['harness_floor']['median_ms']:.1f} ms median); RSS = the plugin's peak (time %M)"
     )

@@ -91,31 +91,17 @@ def _dispatch(request, data: bytes, stdout: TextIO) -> int:
     return 0
 
 
-def main() -> None:
-    """Hand the call to loxi-agent when one answers; otherwise run it here."""
-    environ = os.environ
-    stdin: BinaryIO = sys.stdin.buffer
-    command = environ.get("CNI_COMMAND")
-    if command and command != "VERSION":
-        from io import BytesIO
+def main_in_process(data: bytes | None = None) -> None:
+    """Run the call in this process and exit; `data` is stdin when the caller has read it."""
+    from io import BytesIO
 
-        from loxi.client import call_agent
-
-        try:
-            data = stdin.read()
-        except OSError as exc:
-            sys.stdout.write(CniError(IO_FAILURE, f"error reading from stdin: {exc}").to_json())
-            sys.exit(1)
-        reply = call_agent(environ, data)
-        if reply is not None:
-            sys.stdout.buffer.write(reply[1])
-            sys.stdout.buffer.flush()
-            sys.exit(reply[0])
-        stdin = BytesIO(data)
-    code = run(environ, stdin, sys.stdout, sys.stderr)
+    stdin: BinaryIO = BytesIO(data) if data is not None else sys.stdin.buffer
+    code = run(os.environ, stdin, sys.stdout, sys.stderr)
     sys.stdout.flush()
     sys.exit(code)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m loxi.cni`: the same as the installed loxi-cni
+    from loxi.entry import main
+
     main()

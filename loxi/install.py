@@ -66,7 +66,7 @@ import sys
 
 sys.path.extend({{ paths }})
 
-from loxi.cni import main
+from loxi.entry import main
 
 main()
 """
@@ -185,8 +185,8 @@ def verify_launcher(path: str) -> None:
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     interpreter = text.splitlines()[0][2:].split()[0]
-    body = text.split("from loxi.cni import main", 1)[0]
-    probe = body + "import loxi.cni, loxi.engine, loxi.client, loxi.agent\n"
+    body = text.split("from loxi.entry import main", 1)[0]
+    probe = body + "import loxi.entry, loxi.cni, loxi.engine, loxi.client, loxi.agent\n"
     proc = subprocess.run(
         [interpreter, "-I", "-S", "-c", probe], env={}, capture_output=True, timeout=120, cwd="/", check=False
     )

@@ -71,7 +71,7 @@ if not hasattr(loxi.cni.run, "__wrapped__"):  # the hook lines, until loxi/cni.p
         setattr(engine, name, (lambda f: lambda *a: cnilog.note_plan(f(*a)))(getattr(engine, name)))
     add = engine.cmd_add
     engine.cmd_add = lambda *a: (lambda o: (cnilog.note_plan(o.plan), o)[1])(add(*a))
-loxi.cni.main()
+loxi.cni.main_in_process()
 """
 
 

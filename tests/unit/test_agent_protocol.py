@@ -33,8 +33,8 @@ def pair():
 
 def test_a_request_carries_env_stdin_and_one_descriptor(pair, tmp_path):
     client, agent = pair
-    env = {"CNI_COMMAND": "ADD", "CNI_ARGS": "K8S_POD_NAME=a=b;IgnoreUnknown=1", "CNI_PATH": "/opt/cni/bin"}
-    env["LOXI_LOG_FILE"] = os.fsdecode(b"/tmp/\xff-not-utf8")  # any bytes survive, as in os.environ
+    env = {b"CNI_COMMAND": b"ADD", b"CNI_ARGS": b"K8S_POD_NAME=a=b;IgnoreUnknown=1", b"CNI_PATH": b"/opt/cni/bin"}
+    env[b"LOXI_LOG_FILE"] = b"/tmp/\xff-not-utf8"  # any bytes survive, decoded as os.environ decodes them
     stdin = b'{"cniVersion":"1.0.0"}\0\xff binary is fine'
     marker = tmp_path / "marker"
     marker.write_text("x")
@@ -45,7 +45,7 @@ def test_a_request_carries_env_stdin_and_one_descriptor(pair, tmp_path):
         os.close(fd)
     got_env, got_stdin, fds = recv_request(agent)
     try:
-        assert got_env == env and got_stdin == stdin
+        assert got_env == {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()} and got_stdin == stdin
         assert len(fds) == 1 and os.fstat(fds[0]).st_ino == marker.stat().st_ino
     finally:
         for received in fds:
@@ -71,7 +71,7 @@ def test_replies_round_trip(pair, status, body, refused):
 def test_a_large_request_arrives_whole(pair):
     client, agent = pair
     stdin = b"x" * (3 * 1024 * 1024)
-    frame = encode_request({"CNI_COMMAND": "ADD"}, stdin)
+    frame = encode_request({b"CNI_COMMAND": b"ADD"}, stdin)
     import threading
 
     sender = threading.Thread(target=client.sendall, args=(frame,))
@@ -118,10 +118,10 @@ def test_a_reply_that_is_not_version_2(pair):
         recv_reply(client)
 
 
-def test_the_thin_client_imports_no_codec_or_socket_module():
+def test_the_thin_client_imports_interpreter_built_ins_only():
     """What `loxi-cni` loads before it knows whether the agent answers (as the launcher runs it)."""
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); before = set(sys.modules); import loxi.client, loxi.cni;"
+        "import sys; sys.path.insert(0, sys.argv[1]); before = set(sys.modules); import loxi.entry, loxi.client;"
         "print(' '.join(sorted(set(sys.modules) - before)))"
     )
     loaded = set(
@@ -130,5 +130,6 @@ def test_the_thin_client_imports_no_codec_or_socket_module():
         ).stdout.split()
     )
     heavy = {"json", "base64", "socket", "selectors", "enum", "re", "typing", "struct", "array", "functools"}
-    assert not loaded & (heavy | {"collections"}), loaded
+    assert not loaded & (heavy | {"collections", "os", "io"}), loaded
+    assert loaded <= {"__future__", "_socket", "posix", "loxi", "loxi.entry", "loxi.client", "loxi.agent_protocol"}
     assert not any(name.split(".")[0] in {"pyroute2", "networkx", "jsonschema", "jinja2"} for name in loaded)

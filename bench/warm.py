@@ -1,0 +1,321 @@
+"""Where a warm loxi-cni call (loxi-agent's path) spends its time.
+
+    sudo .venv/bin/python -m bench.warm [--runs N] [--cprofile]
+
+The engine runs in this process as loxi-agent runs it (imports paid once,
+`loxi.cni.run` per call), inside a throw-away node namespace
+(`loxibench-<run>-node`) with one pod namespace per round. Every ADD, CHECK and
+DEL is timed whole and by phase; the phases are the engine's own functions,
+wrapped for the measurement only. The netlink requests of each command are
+counted at pyroute2's IPRoute (sockets opened, and requests sent through them).
+
+Then the thin client: the launcher `loxi-plan install` writes, run as a runtime
+runs it, against a stub agent in this process that answers at once: the
+client's own cost (interpreter start, imports, one socket round trip), beside
+`python -I -S -c pass`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.run import IFNAME, IP, NS_PREFIX, REFERENCE_DIR, create_netns, delete_netns_with_prefix, remove_loxi_locks
+
+NETWORK = "loxibench"
+COMMANDS = ("ADD", "CHECK", "DEL")
+
+
+class Meter:
+    """Per-call totals of the wrapped phases and of the netlink traffic."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, list[dict[str, float]]] = defaultdict(list)
+
+    def timed(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.current[name] += (time.perf_counter() - start) * 1000
+
+        return wrapper
+
+    def count(self, name: str) -> None:
+        self.current[name] += 1
+
+    def finish(self, command: str, wall_ms: float) -> None:
+        self.current["whole call"] = wall_ms
+        self.calls[command].append(dict(self.current))
+        self.current = defaultdict(float)
+
+
+@contextlib.contextmanager
+def instrumented(meter: Meter) -> Iterator[None]:
+    """Wrap the engine's phases and count netlink use; everything is put back on exit."""
+    from pyroute2.iproute.linux import IPRoute
+
+    import intent.config
+    import intent.result
+    import loxi.engine
+    from applier.execute import Executor
+
+    patches: list[tuple[Any, str, Any]] = []
+
+    def patch(owner: Any, attr: str, new: Any) -> None:
+        patches.append((owner, attr, getattr(owner, attr)))
+        setattr(owner, attr, new)
+
+    for owner, attr, phase in (
+        (intent.config, "load_netconf", "conf: parse + schema"),
+        (loxi.engine, "validate_ipam", "ipam: validate"),
+        (loxi.engine, "ipam_add", "ipam: allocate"),
+        (loxi.engine, "ipam_check", "ipam: check"),
+        (loxi.engine, "ipam_del", "ipam: release"),
+        (loxi.engine, "compile_desired", "compile"),
+        (loxi.engine, "compile_teardown", "compile"),
+        (loxi.engine, "observe", "observe (netlink)"),
+        (loxi.engine, "diff", "diff"),
+        (loxi.engine, "build_result", "result: build"),
+        (intent.result, "format_result", "result: format"),
+        (loxi.engine, "_pod_namespaces", "open pod netns"),
+    ):
+        patch(owner, attr, meter.timed(phase, getattr(owner, attr)))
+    patch(Executor, "apply", meter.timed("apply (netlink)", Executor.apply))
+
+    real_init, real_getattr = IPRoute.__init__, IPRoute.__getattr__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        meter.count("netlink sockets opened")
+        real_init(self, *args, **kwargs)
+
+    def getattr_(self: Any, name: str) -> Any:
+        found = real_getattr(self, name)
+        if not callable(found):
+            return found
+
+        def request(*args: Any, **kwargs: Any) -> Any:
+            meter.count("netlink requests")
+            return found(*args, **kwargs)
+
+        return request
+
+    patch(IPRoute, "__init__", init)
+    patch(IPRoute, "__getattr__", getattr_)
+    try:
+        yield
+    finally:
+        for owner, attr, original in reversed(patches):
+            setattr(owner, attr, original)
+
+
+def conf(data_dir: Path, bridge: str, prev: dict[str, Any] | None = None) -> bytes:
+    doc: dict[str, Any] = {
+        "cniVersion": "1.0.0",
+        "name": NETWORK,
+        "type": "loxi-cni",
+        "bridge": bridge,
+        "isGateway": True,
+        "ipam": {"type": "host-local", "subnet": "10.204.0.0/16", "dataDir": str(data_dir)},
+    }
+    if prev is not None:
+        doc["prevResult"] = prev
+    return json.dumps(doc).encode()
+
+
+def environ(command: str, cid: str, pod: str) -> dict[str, str]:
+    return {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": f"/var/run/netns/{pod}",
+        "CNI_IFNAME": IFNAME,
+        "CNI_PATH": str(REFERENCE_DIR),
+        "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={cid}",
+    }
+
+
+def in_netns(name: str) -> None:
+    from applier.netns import _setns
+
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(fd)
+    finally:
+        os.close(fd)
+
+
+def engine_rounds(runs: int, prefix: str, tmp: Path, profile: bool) -> tuple[Meter, dict[str, cProfile.Profile]]:
+    from loxi.cni import run
+
+    node, bridge = f"{prefix}node", f"lxbw{prefix[len(NS_PREFIX) : len(NS_PREFIX) + 8]}"
+    pods = [f"{prefix}p{i}" for i in range(runs + 1)]
+    create_netns([node, *pods])
+    subprocess.run([IP, "-n", node, "link", "set", "lo", "up"], check=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    meter, profiles = Meter(), {c: cProfile.Profile() for c in COMMANDS}
+    data_dir = tmp / "ipam"
+
+    def call(command: str, i: int, stdin: bytes) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        rc = run(environ(command, f"{prefix}{i}", pods[i]), io.BytesIO(stdin), out, err)
+        if rc != 0:
+            raise SystemExit(f"{command} failed: {out.getvalue()} {err.getvalue()[-2000:]}")
+        return out.getvalue()
+
+    try:
+        in_netns(node)
+        import loxi.engine  # noqa: F401  (the agent imports it before it listens)
+
+        call("DEL", 0, conf(data_dir, bridge))  # loads the lazy imports of every command
+        call("DEL", 0, conf(data_dir, bridge, json.loads(call("ADD", 0, conf(data_dir, bridge)))))
+        with instrumented(meter):
+            for i in range(1, runs + 1):
+                result: dict[str, Any] = {}
+                for command in COMMANDS:
+                    stdin = conf(data_dir, bridge, result if command == "CHECK" else None)
+                    start = time.perf_counter()
+                    if profile:
+                        profiles[command].enable()
+                    out = call(command, i, stdin)
+                    if profile:
+                        profiles[command].disable()
+                    meter.finish(command, (time.perf_counter() - start) * 1000)
+                    if command == "ADD":
+                        result = json.loads(out)
+    finally:
+        from applier.netns import _setns
+
+        _setns(own)
+        os.close(own)
+        remove_loxi_locks(bridge, [f"{prefix}{i}" for i in range(runs + 1)])
+    return meter, profiles
+
+
+class StubAgent:
+    """Answers every request at once with an empty success: what is left is the client."""
+
+    def __init__(self, path: Path) -> None:
+        from loxi.agent_protocol import encode_reply, recv_request
+
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(64)
+        self.reply = encode_reply(0, b"{}\n")
+        self.recv_request = recv_request
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                _, _, fds = self.recv_request(conn)
+                for fd in fds:
+                    os.close(fd)
+                conn.sendall(self.reply)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def client_rounds(runs: int, tmp: Path) -> dict[str, tuple[float, float]]:
+    """{what: (median wall ms, mean CPU ms)} of the thin client and of a bare interpreter."""
+    from loxi.install import LAUNCHER_MODE, render_launcher
+
+    launcher = tmp / "bin" / "loxi-cni"
+    launcher.parent.mkdir()
+    launcher.write_text(render_launcher())
+    launcher.chmod(LAUNCHER_MODE)
+    stub = StubAgent(tmp / "stub.sock")
+    env = {**environ("ADD", "client", "none"), "LOXI_AGENT_SOCKET": str(tmp / "stub.sock")}
+    stdin = conf(tmp / "ipam", "none")
+    cases = {
+        "python -I -S -c pass": ([sys.executable, "-I", "-S", "-c", "pass"], {}),
+        "loxi-cni launcher -> stub agent": ([str(launcher)], env),
+    }
+    figures = {}
+    try:
+        for name, (argv, case_env) in cases.items():
+            walls, cpus = [], []
+            for _ in range(runs):
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                start = time.perf_counter()
+                proc = subprocess.run(argv, input=stdin, env=case_env, capture_output=True, cwd="/")
+                walls.append((time.perf_counter() - start) * 1000)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpus.append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000)
+                if proc.returncode != 0 or (argv[0] == str(launcher) and proc.stdout != b"{}\n"):
+                    raise SystemExit(f"{name} failed: {proc.stdout!r} {proc.stderr[-2000:]!r}")
+            figures[name] = (statistics.median(walls), statistics.mean(cpus))
+    finally:
+        stub.close()
+    return figures
+
+
+def report(meter: Meter, clients: dict[str, tuple[float, float]], runs: int, out: Any) -> None:
+    print(f"loxi-cni warm path (as in loxi-agent), {runs} calls per command, load {os.getloadavg()[0]:.2f}", file=out)
+    phases = sorted({phase for calls in meter.calls.values() for call in calls for phase in call})
+    counters = [p for p in phases if p.startswith("netlink")]
+    timed_phases = ["whole call"] + [p for p in phases if p not in counters and p != "whole call"]
+    print(f"\n  {'median ms per call':28}" + "".join(f"{c:>10}" for c in COMMANDS), file=out)
+    for phase in timed_phases + counters:
+        cells = []
+        for command in COMMANDS:
+            values = [call.get(phase, 0.0) for call in meter.calls[command]]
+            cells.append(f"{statistics.median(values):10.1f}" if values else f"{'-':>10}")
+        print(f"  {phase:28}" + "".join(cells), file=out)
+    print("  (the rest of a call: CNI_ARGS and env checks, locks, logging, graph order)", file=out)
+    print("\n  thin client, wall median / CPU mean (ms):", file=out)
+    for name, (wall, cpu) in clients.items():
+        print(f"    {name:34} {wall:7.1f} / {cpu:5.1f}", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.warm", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--cprofile", action="store_true", help="also print the top functions of each command")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        parser.error("needs root (network namespaces)")
+    prefix = f"{NS_PREFIX}{uuid.uuid4().hex[:10]}-"
+    tmp = Path(tempfile.mkdtemp(prefix="loxibench-"))
+    try:
+        meter, profiles = engine_rounds(args.runs, prefix, tmp, args.cprofile)
+        clients = client_rounds(args.runs, tmp)
+    finally:
+        delete_netns_with_prefix(prefix)
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(meter, clients, args.runs, sys.stdout)
+    if args.cprofile:
+        for command in COMMANDS:
+            print(f"\n  cProfile of {args.runs} {command} calls, by own time:")
+            pstats.Stats(profiles[command], stream=sys.stdout).sort_stats("tottime").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
