@@ -18,9 +18,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from applier import locks, nftables
+from applier.netlink import NetlinkError
 from applier.netns import Namespaces
 from applier.observe import read_port_vlans
 from applier.sysctl import read_sysctl, write_sysctl

@@ -22,7 +22,7 @@ from compiler.model import NODE_NS, POD_NS
 from intent.errors import INVALID_NETNS, CniError
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
+    from applier.netlink import IPRoute
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace it is
@@ -108,7 +108,7 @@ class Namespaces:
         """A netlink socket bound to `ns`, opened on first use."""
         sock = self._sockets.get(ns)
         if sock is None:
-            from pyroute2 import IPRoute
+            from applier.netlink import IPRoute
 
             with self.inside(ns):
                 sock = IPRoute(ext_ack=True, strict_check=True)
@@ -121,7 +121,7 @@ class Namespaces:
         if index is None:
             found = self.ipr(ns).link_lookup(ifname=name)
             if not found:
-                from pyroute2.netlink.exceptions import NetlinkError
+                from applier.netlink import NetlinkError
 
                 raise NetlinkError(errno.ENODEV, f"no link named {name}")
             index = self._indexes[(ns, name)] = found[0]

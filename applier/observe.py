@@ -11,9 +11,8 @@ import errno
 import ipaddress
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from applier import nftables
+from applier.netlink import NetlinkError
 from applier.netns import Namespaces
 from applier.sysctl import read_sysctl
 from compiler.graph import DesiredState

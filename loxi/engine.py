@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from applier import locks
 from applier.execute import FEATURE_8021Q, FEATURE_VLAN_FILTERING, ExecutionReport, Executor
 from applier.ipam import (
@@ -28,6 +26,7 @@ from applier.ipam import (
     validate_ipam,
 )
 from applier.ipam.delegate import run_ipam_plugin
+from applier.netlink import NetlinkError
 from applier.netns import Namespaces, same_namespace
 from applier.observe import Observer, observe
 from compiler.diff import diff, drift_messages

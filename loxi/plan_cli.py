@@ -338,7 +338,7 @@ def run(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
         if os.environ.get("LOXI_PLAN_DEBUG"):
             raise
-        from pyroute2.netlink.exceptions import NetlinkError
+        from applier.netlink import NetlinkError
 
         expected = isinstance(exc, CniError | PlanError | OSError | NetlinkError)
         prefix = "error" if expected else f"internal error: {type(exc).__name__}"
