@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from applier import locks, nftables
-from applier.netlink import NetlinkError
+from applier.netlink import NetlinkError, ports_of
 from applier.netns import Namespaces
 from applier.observe import read_port_vlans
 from applier.sysctl import read_sysctl, write_sysctl
@@ -104,7 +104,7 @@ class Executor:
             index = self._index(NODE_NS, bridge)
         except NetlinkError:
             return False
-        ports = self._ipr(NODE_NS).get_links(master=index)
+        ports = ports_of(self._ipr(NODE_NS), index)
         return any(port.get("IFLA_IFNAME", "").startswith(HOST_VETH_PREFIX) for port in ports)
 
     # -- run -------------------------------------------------------------------

@@ -12,7 +12,7 @@ import ipaddress
 from typing import Any
 
 from applier import nftables
-from applier.netlink import NetlinkError
+from applier.netlink import NetlinkError, addresses_of, routes_of_table
 from applier.netns import Namespaces
 from applier.sysctl import read_sysctl
 from compiler.graph import DesiredState
@@ -38,6 +38,7 @@ IFF_UP = 0x1
 IFF_PROMISC = 0x100
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
+MAIN_TABLE = 254
 
 
 def read_port_vlans(ipr: Any, index: int) -> dict[int, tuple[bool, bool]]:
@@ -91,7 +92,7 @@ class Observer:
     def addresses(self, ns: str, index: int) -> list[Any]:
         key = (ns, index)
         if key not in self._addrs:
-            self._addrs[key] = list(self.ns.ipr(ns).get_addr(index=index))
+            self._addrs[key] = addresses_of(self.ns.ipr(ns), index)
         return self._addrs[key]
 
     # -- one reader per kind ------------------------------------------------
@@ -202,7 +203,7 @@ class Observer:
         """The main table of a namespace, dumped once (a pod's table is a handful of routes)."""
         key = (ns, family)
         if key not in self._routes:
-            self._routes[key] = list(self.ns.ipr(ns).get_routes(family=family, table=254))
+            self._routes[key] = routes_of_table(self.ns.ipr(ns), family, MAIN_TABLE)
         return self._routes[key]
 
     def route(self, obj: Route) -> Observed | None:

@@ -26,7 +26,7 @@ from applier.ipam import (
     validate_ipam,
 )
 from applier.ipam.delegate import run_ipam_plugin
-from applier.netlink import NetlinkError
+from applier.netlink import NetlinkError, ports_of
 from applier.netns import Namespaces, same_namespace
 from applier.observe import Observer, observe
 from compiler.diff import diff, drift_messages
@@ -248,7 +248,7 @@ def cmd_gc(conf: NetConf, request: CniRequest) -> list[str]:
     with Namespaces() as namespaces:
         ipr = namespaces.ipr(NODE_NS)
         bridge = ipr.link_lookup(ifname=conf.bridge)
-        for port in ipr.get_links(master=bridge[0]) if bridge else ():
+        for port in ports_of(ipr, bridge[0]) if bridge else ():
             name = port.get("IFLA_IFNAME", "")
             owner = parse_owner_alias(port.get("IFLA_IFALIAS"))
             if not name.startswith(HOST_VETH_PREFIX) or owner is None or owner[0] != conf.name or name in keep_names:
@@ -310,7 +310,7 @@ def cmd_status(conf: NetConf, request: CniRequest) -> None:
             kind = (link.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_KIND")
             if kind != "bridge":
                 raise CniError(NOT_AVAILABLE, f'"{conf.bridge}" already exists but is not a bridge')
-            if not link["flags"] & 1 and any(True for _ in ipr.get_links(master=found[0])):
+            if not link["flags"] & 1 and ports_of(ipr, found[0]):
                 raise CniError(
                     NOT_AVAILABLE_LIMITED, f"bridge {conf.bridge} is down: attached pods have no connectivity"
                 )
