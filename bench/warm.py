@@ -39,7 +39,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.run import IFNAME, IP, NS_PREFIX, REFERENCE_DIR, create_netns, delete_netns_with_prefix, remove_loxi_locks
+from bench.profile import env
+from bench.run import IP, NS_PREFIX, create_netns, delete_netns_with_prefix, remove_loxi_locks
 
 NETWORK = "loxibench"
 COMMANDS = ("ADD", "CHECK", "DEL")
@@ -145,14 +146,8 @@ def conf(data_dir: Path, bridge: str, prev: dict[str, Any] | None = None) -> byt
 
 
 def environ(command: str, cid: str, pod: str) -> dict[str, str]:
-    return {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": cid,
-        "CNI_NETNS": f"/var/run/netns/{pod}",
-        "CNI_IFNAME": IFNAME,
-        "CNI_PATH": str(REFERENCE_DIR),
-        "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={cid}",
-    }
+    """bench.profile's CNI variables, and CNI_ARGS as kubelet sends them."""
+    return {**env(command, cid, pod), "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={cid}"}
 
 
 def in_netns(name: str) -> None:

@@ -61,3 +61,20 @@ def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
     assert all(loaded[key] > 0 for key in expected)
     assert any(name.startswith("burst ") and name.endswith("pods/s") for name in figures)
     assert "loxi-cni" in proc.stdout and "ADD median" in proc.stdout
+
+
+@needs_root
+def test_warm_profile_reports_phases_netlink_and_client_and_cleans_up():
+    before = _bench_namespaces()
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.warm", "--runs", "2"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, f"stdout={proc.stdout}\nstderr={proc.stderr[-3000:]}"
+    rows = {line[:30].strip(): line[30:].split() for line in proc.stdout.splitlines() if line.startswith("  ")}
+    add, check, delete = (float(x) for x in rows["whole call"])
+    assert add > 0 and check > 0 and delete > 0
+    requests = [float(x) for x in rows["netlink requests"]]
+    assert all(n >= 1 for n in requests), requests
+    assert float(rows["ipam: allocate"][0]) > 0 and float(rows["ipam: allocate"][1]) == 0  # ADD allocates, CHECK not
+    assert "loxi-cni launcher -> stub agent" in proc.stdout and "python -I -S -c pass" in proc.stdout
+    assert _bench_namespaces() == before
