@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         # the modules a real ADD ends up with, imported and nothing else (no -X importtime overhead)
         _, proc = add_del([python, "-c", MODULES_AFTER_ADD])
         modules = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-        importer = "import " + ", ".join(modules)
+        # applier.netlink first, as in the ADD: it keeps `pyroute2` from running its package __init__
+        importer = "import applier.netlink, " + ", ".join(m for m in modules if m != "applier")
         only_imports = [timed([python, "-c", importer], {}, b"")[0] for _ in range(args.runs)]
         imports: list[int] = []
         last: list[tuple[int, int, str]] = []
