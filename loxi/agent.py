@@ -28,6 +28,7 @@ from loxi.agent_protocol import DEFAULT_SOCKET, ProtocolError, encode_reply, rec
 from loxi.cni import run
 
 SO_PEERCRED_FORMAT = "3i"
+REQUEST_TIMEOUT = 30.0  # default seconds a client may take to send its request: a stuck one frees its thread
 
 
 def _peer_uid(sock: socket.socket) -> int:
@@ -45,7 +46,9 @@ class Handler(socketserver.BaseRequestHandler):
             if _peer_uid(sock) != 0:
                 sock.sendall(encode_reply(1, b"only root may use loxi-agent", refused=True))
                 return
+            sock.settimeout(self.server.request_timeout)
             environ, stdin, fds = recv_request(sock)
+            sock.settimeout(None)  # the reply waits for the engine, however long a delegated IPAM takes
             if len(fds) != 1:
                 sock.sendall(encode_reply(1, b"the request carries no network namespace", refused=True))
                 return
@@ -72,9 +75,10 @@ class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
     own_netns: int = -1  # the agent's own namespace, which every request thread returns to
+    request_timeout: float = REQUEST_TIMEOUT
 
 
-def serve(path: str) -> None:
+def serve(path: str, request_timeout: float = REQUEST_TIMEOUT) -> None:
     # Import the engine before the socket exists: a client that finds the socket
     # finds an agent ready to answer at full speed.
     import loxi.engine  # noqa: F401
@@ -94,6 +98,7 @@ def serve(path: str) -> None:
         os.umask(old_umask)
     os.chmod(path, 0o600)
     server.own_netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    server.request_timeout = request_timeout
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(f"loxi-agent: listening on {path}", file=sys.stderr, flush=True)
     try:
@@ -111,9 +116,16 @@ def main(argv: list[str] | None = None) -> None:
         epilog="example: loxi-agent --socket /run/loxi/agent.sock",
     )
     parser.add_argument("--socket", default=os.environ.get("LOXI_AGENT_SOCKET") or DEFAULT_SOCKET)
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long a client may take to send its request (default {REQUEST_TIMEOUT:g})",
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        serve(args.socket)
+        serve(args.socket, args.request_timeout)
 
 
 if __name__ == "__main__":

@@ -37,11 +37,11 @@ def agent_path() -> Path:
 class AgentProcess:
     """A loxi-agent serving the tests on a private socket (LOXI_TEST_MODE=agent)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *options: str) -> None:
         self.socket = directory / "agent.sock"
         self.log = directory / "agent.log"
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([str(agent_path()), "--socket", str(self.socket)], stderr=log)
+            self.proc = subprocess.Popen([str(agent_path()), "--socket", str(self.socket), *options], stderr=log)
         for _ in range(200):
             if self.socket.exists():
                 return

@@ -6,6 +6,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -93,3 +94,19 @@ def test_plugin_falls_back_in_process_when_the_agent_is_gone(node, agent):
     call = warm.cni("DEL", make_conf(warm.data_dir), container_id="fallback")
     assert call.rc == 0, call
     assert node.store_files("loxilight_cni") == []
+
+
+def test_a_client_that_never_sends_is_cut_off(tmp_path):
+    agent = AgentProcess(tmp_path, "--request-timeout", "0.5")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(agent.socket))
+            sock.sendall(b"LOXI\x02")  # half a header, then silence
+            sock.settimeout(10)
+            started = time.monotonic()
+            assert sock.recv(100) == b"", "the agent closes the connection"
+            assert 0.4 < time.monotonic() - started < 5
+        assert agent.proc.poll() is None
+        assert "request failed: timed out" in agent.log.read_text()
+    finally:
+        agent.stop()
