@@ -160,11 +160,13 @@ def in_netns(name: str) -> None:
         os.close(fd)
 
 
-def engine_rounds(runs: int, prefix: str, tmp: Path, profile: bool) -> tuple[Meter, dict[str, cProfile.Profile]]:
+def engine_rounds(
+    runs: int, prefix: str, tmp: Path, profile: bool, background: int = 0
+) -> tuple[Meter, dict[str, cProfile.Profile]]:
     from loxi.cni import run
 
     node, bridge = f"{prefix}node", f"lxbw{prefix[len(NS_PREFIX) : len(NS_PREFIX) + 8]}"
-    pods = [f"{prefix}p{i}" for i in range(runs + 1)]
+    pods = [f"{prefix}p{i}" for i in range(runs + 1 + background)]
     create_netns([node, *pods])
     subprocess.run([IP, "-n", node, "link", "set", "lo", "up"], check=True)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -184,6 +186,8 @@ def engine_rounds(runs: int, prefix: str, tmp: Path, profile: bool) -> tuple[Met
 
         call("DEL", 0, conf(data_dir, bridge))  # loads the lazy imports of every command
         call("DEL", 0, conf(data_dir, bridge, json.loads(call("ADD", 0, conf(data_dir, bridge)))))
+        for i in range(runs + 1, len(pods)):  # attached before, and left attached during, the measured calls
+            call("ADD", i, conf(data_dir, bridge))
         with instrumented(meter):
             for i in range(1, runs + 1):
                 result: dict[str, Any] = {}
@@ -203,7 +207,7 @@ def engine_rounds(runs: int, prefix: str, tmp: Path, profile: bool) -> tuple[Met
 
         _setns(own)
         os.close(own)
-        remove_loxi_locks(bridge, [f"{prefix}{i}" for i in range(runs + 1)])
+        remove_loxi_locks(bridge, [f"{prefix}{i}" for i in range(len(pods))])
     return meter, profiles
 
 
@@ -270,8 +274,12 @@ def client_rounds(runs: int, tmp: Path) -> dict[str, tuple[float, float]]:
     return figures
 
 
-def report(meter: Meter, clients: dict[str, tuple[float, float]], runs: int, out: Any) -> None:
-    print(f"loxi-cni warm path (as in loxi-agent), {runs} calls per command, load {os.getloadavg()[0]:.2f}", file=out)
+def report(meter: Meter, clients: dict[str, tuple[float, float]], runs: int, background: int, out: Any) -> None:
+    print(
+        f"loxi-cni warm path (as in loxi-agent), {runs} calls per command, {background} other pods attached,"
+        f" load {os.getloadavg()[0]:.2f}",
+        file=out,
+    )
     phases = sorted({phase for calls in meter.calls.values() for call in calls for phase in call})
     counters = [p for p in phases if p.startswith("netlink")]
     timed_phases = ["whole call"] + [p for p in phases if p not in counters and p != "whole call"]
@@ -291,6 +299,7 @@ def report(meter: Meter, clients: dict[str, tuple[float, float]], runs: int, out
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.warm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--background-pods", type=int, default=0, help="pods attached first and left attached")
     parser.add_argument("--cprofile", action="store_true", help="also print the top functions of each command")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
@@ -299,12 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"{NS_PREFIX}{uuid.uuid4().hex[:10]}-"
     tmp = Path(tempfile.mkdtemp(prefix="loxibench-"))
     try:
-        meter, profiles = engine_rounds(args.runs, prefix, tmp, args.cprofile)
+        meter, profiles = engine_rounds(args.runs, prefix, tmp, args.cprofile, max(0, args.background_pods))
         clients = client_rounds(args.runs, tmp)
     finally:
         delete_netns_with_prefix(prefix)
         shutil.rmtree(tmp, ignore_errors=True)
-    report(meter, clients, args.runs, sys.stdout)
+    report(meter, clients, args.runs, max(0, args.background_pods), sys.stdout)
     if args.cprofile:
         for command in COMMANDS:
             print(f"\n  cProfile of {args.runs} {command} calls, by own time:")
