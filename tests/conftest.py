@@ -208,6 +208,7 @@ class Node:
         env: dict[str, str] | None = None,
         plugin: Path | None = None,
         cni_path: str = "",
+        timeout: float = 60,
     ) -> CniCall:
         environ = {
             "CNI_COMMAND": command,
@@ -227,7 +228,7 @@ class Node:
             input=stdin,
             capture_output=True,
             env=environ,
-            timeout=60,
+            timeout=timeout,
         )
         call = CniCall(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
         if plugin is None:

@@ -11,13 +11,12 @@ import hashlib
 import json
 import os
 import stat
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import NSENTER, REFERENCE_CNI_DIR, CniCall, Netns, Node, plugin_path
+from tests.conftest import CniCall, Netns, Node
 
 # Leases are files named by their address; the rest of a host-local store is bookkeeping.
 STORE_BOOKKEEPING = ("lock", "last_reserved_ip.")
@@ -116,25 +115,18 @@ def run_plugin(
     env: dict[str, str] | None = None,
     timeout: float = 20,
 ) -> CniCall:
-    """`node.cni` with a short timeout of our own: a hang fails fast with TimeoutExpired."""
-    environ = {
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": container_id,
-        "CNI_NETNS": netns,
-        "CNI_IFNAME": ifname,
-        "CNI_ARGS": args,
-        "CNI_PATH": f"{REFERENCE_CNI_DIR}:/opt/cni/bin",
-    }
-    environ.update(env or {})
-    stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
-    proc = subprocess.run(
-        [NSENTER, f"--net={node.ns.path}", "--", str(plugin_path())],
-        input=stdin,
-        capture_output=True,
-        env=environ,
+    """`node.cni`, always in-process (the hostile tests set variables loxi-agent does not
+    forward, such as LOXI_LOCK_DIR), with a short timeout: a hang fails fast with TimeoutExpired."""
+    return node.cni(
+        command,
+        conf,
+        container_id=container_id,
+        netns=netns,
+        ifname=ifname,
+        args=args,
+        env={"LOXI_AGENT_SOCKET": "", **(env or {})},
         timeout=timeout,
     )
-    return CniCall(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
 def assert_cni_error(call: CniCall, code: int) -> dict:
