@@ -438,14 +438,18 @@ examples:
 exit status: 0 done (files changed since install are kept and named on stderr), 1 error"""
 
 
-def _add_install(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "install",
-        help=INSTALL_HELP,
-        description=INSTALL_HELP,
-        epilog=INSTALL_EXAMPLES,
+def _subcommand(subparsers: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def _add_install(subparsers: Any) -> None:
+    parser = _subcommand(subparsers, "install", INSTALL_HELP, INSTALL_EXAMPLES)
     parser.add_argument("--cni-bin-dir", metavar="DIR", default=DEFAULT_BIN_DIR, help=f"default {DEFAULT_BIN_DIR}")
     parser.add_argument("--cni-conf-dir", metavar="DIR", default=DEFAULT_CONF_DIR, help=f"default {DEFAULT_CONF_DIR}")
     parser.add_argument("--template", metavar="T", help="conflist template: a path or a shipped name (loxilight)")
@@ -459,13 +463,7 @@ def _add_install(subparsers: Any) -> None:
 
 
 def _add_uninstall(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "uninstall",
-        help=UNINSTALL_HELP,
-        description=UNINSTALL_HELP,
-        epilog=UNINSTALL_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = _subcommand(subparsers, "uninstall", UNINSTALL_HELP, UNINSTALL_EXAMPLES)
     parser.add_argument(
         "--cni-bin-dir",
         metavar="DIR",
