@@ -12,8 +12,6 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from compiler.model import (
     NODE_NS,
     POD_NS,
@@ -34,6 +32,7 @@ from compiler.model import (
     Uplink,
     VlanDevice,
 )
+from compiler.networkx_lean import DiGraph, lexicographical_topological_sort
 from intent.config import NetConf
 
 HOST_VETH_PREFIX = "loxi"
@@ -84,7 +83,7 @@ def parse_owner_alias(alias: str | None) -> tuple[str, str, str] | None:
 class DesiredState:
     """The graph of what must exist, plus what must not (teardown)."""
 
-    graph: nx.DiGraph
+    graph: DiGraph
     absent: list[NetObject] = field(default_factory=list)
 
     def objects(self) -> list[NetObject]:
@@ -100,7 +99,7 @@ class DesiredState:
             obj = self.graph.nodes[key]["obj"]
             return (0 if obj.ns == NODE_NS else 1, obj.rank, str(key))
 
-        return [self.graph.nodes[k]["obj"] for k in nx.lexicographical_topological_sort(self.graph, key=tie_break)]
+        return [self.graph.nodes[k]["obj"] for k in lexicographical_topological_sort(self.graph, key=tie_break)]
 
     def by_kind(self, cls: type) -> list:
         return [obj for obj in self.objects() if isinstance(obj, cls)]
@@ -108,7 +107,7 @@ class DesiredState:
 
 class _GraphBuilder:
     def __init__(self) -> None:
-        self.graph = nx.DiGraph()
+        self.graph = DiGraph()
 
     def add(self, obj: NetObject, needs: Iterable[NetObject] = ()) -> NetObject:
         self.graph.add_node(obj.key, obj=obj)
@@ -272,4 +271,4 @@ def compile_teardown(conf: NetConf, attachment: Attachment) -> DesiredState:
         absent.append(Masquerade(tag=tag, backend=conf.ip_masq_backend))
     if conf.mac_spoof_check:
         absent.append(SpoofCheck(tag=tag))
-    return DesiredState(nx.DiGraph(), absent=absent)
+    return DesiredState(DiGraph(), absent=absent)
