@@ -95,6 +95,26 @@ def _validator() -> Any:
     return jsonschema.Draft202012Validator(load_schema(SCHEMA_NAME))
 
 
+def validate_schema_once(doc: Mapping[str, Any]) -> None:
+    """validate_schema, skipped in a cold process when this node has already passed the same config.
+
+    See `intent.schema_verdicts`: it saves a cold call the jsonschema import.
+    A process whose validator is built (loxi-agent) just validates.
+    """
+    if _validator.cache_info().currsize:
+        validate_schema(doc)
+        return
+    from intent import schema_verdicts
+    from schemas import schema_bytes
+
+    key = schema_verdicts.verdict_key(doc, schema_bytes(SCHEMA_NAME))
+    if key is not None and schema_verdicts.known_valid(key):
+        return
+    validate_schema(doc)
+    if key is not None:
+        schema_verdicts.remember_valid(key)
+
+
 def validate_schema(doc: Mapping[str, Any]) -> None:
     """Check against schemas/loxi-cni.conf.schema.json; the message names the key."""
     validator = _validator()
@@ -163,7 +183,7 @@ def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None =
     doc = decode(stdin) if doc is None else doc
     version = require_supported(doc.get("cniVersion") or "")
     name = check_name(doc)
-    validate_schema(doc)
+    validate_schema_once(doc)
     _refuse_float_integers(doc)
     for key in NOT_YET_SUPPORTED:
         if doc.get(key):

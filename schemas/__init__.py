@@ -15,6 +15,10 @@ SCHEMA_DIR = Path(__file__).resolve().parent
 
 
 @cache
+def schema_bytes(name: str) -> bytes:
+    return (SCHEMA_DIR / name).read_bytes()
+
+
+@cache
 def load_schema(name: str) -> dict[str, Any]:
-    with open(SCHEMA_DIR / name, encoding="utf-8") as handle:
-        return json.load(handle)
+    return json.loads(schema_bytes(name))

@@ -28,6 +28,10 @@ REFERENCE_CNI_DIR = Path("/usr/lib/cni")
 
 
 AGENT_MODE = os.environ.get("LOXI_TEST_MODE") == "agent"
+# In-process calls (unit tests) keep out of the node's schema-verdict cache in
+# /run/loxi; the installed plugin, run with only the CNI variables, uses it as
+# on a node. tests/unit/test_schema_verdicts.py points it at temp directories.
+os.environ.setdefault("LOXI_SCHEMA_CACHE_DIR", "")
 
 
 def agent_path() -> Path:
