@@ -2,7 +2,7 @@
 
 Sockets are opened by switching this thread into the namespace with setns(2),
 opening the netlink socket, and switching back: a socket stays bound to the
-namespace it was created in. That costs about 1 ms, where pyroute2's
+namespace it was created in. That costs well under 1 ms, where pyroute2's
 `IPRoute(netns=...)` forks a helper process (10-13 ms). The plugin is
 single-threaded, so moving its one thread is safe; `inside()` always returns.
 """
@@ -16,13 +16,13 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from compiler.model import NODE_NS, POD_NS
 from intent.errors import INVALID_NETNS, CniError
 
 if TYPE_CHECKING:
-    from applier.netlink import IPRoute
+    from applier.rtnl import RtnlSocket
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace it is
@@ -77,7 +77,7 @@ class Namespaces:
         self._fds: dict[str, int] = {NODE_NS: os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)}
         if pod_fd is not None:
             self._fds[POD_NS] = pod_fd
-        self._sockets: dict[str, IPRoute] = {}
+        self._sockets: dict[str, RtnlSocket] = {}
         # Link indexes this command has seen, so a step never asks the kernel for
         # an index an observation already returned (each lookup is a round trip).
         self._indexes: dict[tuple[str, str], int] = {}
@@ -104,16 +104,23 @@ class Namespaces:
         finally:
             _setns(self._fds[NODE_NS])
 
-    def ipr(self, ns: str) -> IPRoute:
-        """A netlink socket bound to `ns`, opened on first use."""
+    def ipr(self, ns: str) -> RtnlSocket:
+        """A netlink socket bound to `ns`, opened on first use (IPRoute's API, see applier.rtnl)."""
         sock = self._sockets.get(ns)
         if sock is None:
-            from applier.netlink import IPRoute
+            from applier.rtnl import RtnlSocket
 
             with self.inside(ns):
-                sock = IPRoute(ext_ack=True, strict_check=True)
+                sock = RtnlSocket(lambda: self._open_iproute(ns))
             self._sockets[ns] = sock
         return sock
+
+    def _open_iproute(self, ns: str) -> Any:
+        """pyroute2's IPRoute in `ns`, for the calls RtnlSocket leaves to it."""
+        from applier.netlink import IPRoute
+
+        with self.inside(ns):
+            return IPRoute(ext_ack=True, strict_check=True)
 
     def link_index(self, ns: str, name: str) -> int:
         """The index of link `name` in `ns`: remembered from this command's reads, else looked up."""

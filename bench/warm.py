@@ -7,7 +7,8 @@ The engine runs in this process as loxi-agent runs it (imports paid once,
 (`loxibench-<run>-node`) with one pod namespace per round. Every ADD, CHECK and
 DEL is timed whole and by phase; the phases are the engine's own functions,
 wrapped for the measurement only. The netlink requests of each command are
-counted at pyroute2's IPRoute (sockets opened, and requests sent through them).
+counted (sockets opened, and requests sent through them): at applier.rtnl's
+RtnlSocket, and at pyroute2's IPRoute for the calls RtnlSocket leaves to it.
 
 Then the thin client: the launcher `loxi-plan install` writes, run as a runtime
 runs it, against a stub agent in this process that answers at once: the
@@ -75,12 +76,12 @@ class Meter:
 @contextlib.contextmanager
 def instrumented(meter: Meter) -> Iterator[None]:
     """Wrap the engine's phases and count netlink use; everything is put back on exit."""
-    from pyroute2.iproute.linux import IPRoute
-
     import intent.config
     import intent.result
     import loxi.engine
     from applier.execute import Executor
+    from applier.netlink import IPRoute
+    from applier.rtnl import RtnlSocket
 
     patches: list[tuple[Any, str, Any]] = []
 
@@ -106,6 +107,7 @@ def instrumented(meter: Meter) -> Iterator[None]:
     patch(Executor, "apply", meter.timed("apply (netlink)", Executor.apply))
 
     real_init, real_getattr = IPRoute.__init__, IPRoute.__getattr__
+    real_rtnl_init, real_request = RtnlSocket.__init__, RtnlSocket.request
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         meter.count("netlink sockets opened")
@@ -118,12 +120,23 @@ def instrumented(meter: Meter) -> Iterator[None]:
 
         def request(*args: Any, **kwargs: Any) -> Any:
             meter.count("netlink requests")
+            meter.count("  of which through IPRoute")
             return found(*args, **kwargs)
 
         return request
 
+    def rtnl_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        meter.count("netlink sockets opened")
+        real_rtnl_init(self, *args, **kwargs)
+
+    def rtnl_request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        meter.count("netlink requests")
+        return real_request(self, *args, **kwargs)
+
     patch(IPRoute, "__init__", init)
     patch(IPRoute, "__getattr__", getattr_)
+    patch(RtnlSocket, "__init__", rtnl_init)
+    patch(RtnlSocket, "request", rtnl_request)
     try:
         yield
     finally:
