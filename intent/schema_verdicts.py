@@ -10,9 +10,12 @@ with the same config skips jsonschema. loxi-agent has its validator built and
 never needs this.
 
 Only successes are remembered (a bad config is checked, and refused, every
-time). Configs with a `prevResult` (CHECK, DEL: one per pod) are not
-remembered, so the directory holds about one entry per network; it is emptied
-when it reaches MAX_ENTRIES. The directory must be a real directory owned by
+time). CHECK and DEL carry the pod's `prevResult`, which the conf schema only
+requires to be an object: when the schema says exactly that and nothing at its
+top level relates one property to another, the key is taken with the
+prevResult replaced by `{}`, so a node holds about one entry per network and
+command shape. Otherwise such configs are not remembered. The directory is
+emptied when it reaches MAX_ENTRIES. The directory must be a real directory owned by
 this user with no group or other access, or the cache is not used. Any error
 here means "validate", never a failed call.
 """
@@ -54,17 +57,55 @@ def _usable_dir(directory: str) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
 
 
+# Top-level keywords that could make one property's verdict depend on another's.
+_COUPLING_KEYWORDS = frozenset(
+    {
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentSchemas",
+        "dependentRequired",
+        "dependencies",
+        "additionalProperties",
+        "unevaluatedProperties",
+        "patternProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "$ref",
+        "$dynamicRef",
+    }
+)
+
+
+def _without_prev_result(doc: Mapping[str, Any], schema: bytes) -> Mapping[str, Any] | None:
+    """`doc` with prevResult as `{}` when the schema checks nothing inside it; None when it may."""
+    if "prevResult" not in doc:
+        return doc
+    if not isinstance(doc["prevResult"], dict):
+        return None
+    parsed = json.loads(schema)
+    if _COUPLING_KEYWORDS & parsed.keys() or parsed.get("properties", {}).get("prevResult") != {"type": "object"}:
+        return None
+    return {**doc, "prevResult": {}}
+
+
 def verdict_key(doc: Mapping[str, Any], schema: bytes) -> str | None:
     """The digest naming `doc`'s verdict, or None when the cache is off or unusable for it."""
-    if "prevResult" in doc:
-        return None
     directory = verdict_dir()
     if not directory:
         return None
     try:
         if not _usable_dir(directory):
             return None
-        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        keyed = _without_prev_result(doc, schema)
+        if keyed is None:
+            return None
+        canonical = json.dumps(keyed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         identity = _validator_identity()
     except (OSError, ValueError, TypeError):
         return None

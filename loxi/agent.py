@@ -82,6 +82,7 @@ def serve(path: str, request_timeout: float = REQUEST_TIMEOUT) -> None:
     # Import the engine before the socket exists: a client that finds the socket
     # finds an agent ready to answer at full speed.
     import loxi.engine  # noqa: F401
+    from applier.netlink import IPRoute  # noqa: F401  (the rare calls: a new bridge, VLANs, STATUS's probe)
     from intent.config import validate_schema
 
     validate_schema({"type": "loxi-cni"})

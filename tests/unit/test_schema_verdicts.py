@@ -54,8 +54,28 @@ def test_the_key_depends_on_the_config_and_the_schema_not_on_key_order(verdicts:
     )
 
 
-def test_configs_with_a_prev_result_are_not_cached(verdicts: Path) -> None:
-    assert schema_verdicts.verdict_key({**CONF, "prevResult": {"cniVersion": "1.0.0"}}, SCHEMA) is None
+def test_a_prev_result_shares_the_key_only_when_the_schema_checks_nothing_inside_it(verdicts: Path) -> None:
+    loose = b'{"type": "object", "properties": {"prevResult": {"type": "object"}, "mtu": {"type": "integer"}}}'
+    first = schema_verdicts.verdict_key({**CONF, "prevResult": {"ips": [{"address": "10.0.0.2/24"}]}}, loose)
+    second = schema_verdicts.verdict_key({**CONF, "prevResult": {"ips": [{"address": "10.0.0.3/24"}]}}, loose)
+    assert first is not None and first == second
+    assert first != schema_verdicts.verdict_key(CONF, loose)  # an object is not the same as no prevResult
+    assert schema_verdicts.verdict_key({**CONF, "prevResult": []}, loose) is None  # the schema refuses it
+    strict = b'{"type": "object", "properties": {"prevResult": {"type": "object", "required": ["ips"]}}}'
+    assert schema_verdicts.verdict_key({**CONF, "prevResult": {}}, strict) is None
+    coupled = b'{"type": "object", "properties": {"prevResult": {"type": "object"}}, "maxProperties": 6}'
+    assert schema_verdicts.verdict_key({**CONF, "prevResult": {}}, coupled) is None
+
+
+def test_the_shipped_schema_lets_check_and_del_share_a_key() -> None:
+    """If the conf schema ever checks inside prevResult, CHECK and DEL lose the cache (and this says so)."""
+    from schemas import schema_bytes
+
+    shipped = schema_bytes("loxi-cni.conf.schema.json")
+    assert schema_verdicts._without_prev_result({**CONF, "prevResult": {"ips": []}}, shipped) == {
+        **CONF,
+        "prevResult": {},
+    }
 
 
 def test_an_empty_setting_turns_the_cache_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,7 +143,12 @@ def test_the_second_cold_process_with_the_same_config_does_not_import_jsonschema
     assert len(list(verdicts.iterdir())) == 1
     assert run_cold(verdicts, CONF) == {"outcome": "ok", "jsonschema": False}
     assert run_cold(verdicts, {**CONF, "mtu": 1400}) == {"outcome": "ok", "jsonschema": True}
+    check = {**CONF, "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": "10.244.9.5/24"}]}}
+    assert run_cold(verdicts, check) == {"outcome": "ok", "jsonschema": True}
+    other_pod = {**check, "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": "10.244.9.6/24"}]}}
+    assert run_cold(verdicts, other_pod) == {"outcome": "ok", "jsonschema": False}
+    assert run_cold(verdicts, {**CONF, "prevResult": "not an object"})["jsonschema"] is True
     bad = {**CONF, "hairpinMode": "yes"}
     assert run_cold(verdicts, bad) == {"outcome": INVALID_NETWORK_CONFIG, "jsonschema": True}
     assert run_cold(verdicts, bad) == {"outcome": INVALID_NETWORK_CONFIG, "jsonschema": True}
-    assert len(list(verdicts.iterdir())) == 2
+    assert len(list(verdicts.iterdir())) == 3
