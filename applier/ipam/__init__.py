@@ -93,11 +93,10 @@ def ipam_check(conf: Mapping[str, Any], stdin: bytes, request: CniRequest) -> Ip
     kind = ipam_type(conf)
     if kind == HOST_LOCAL:
         config = _load_for_existing(conf)
-        store = HostLocalStore(config)
-        if not store.holds(request.container_id, request.ifname):
+        leases = HostLocalStore(config).check(request.container_id, request.ifname)
+        if leases is None:
             msg = f"host-local: Failed to find address added by container {request.container_id}"
             raise CniError(GENERIC_GO_ERROR, msg)
-        leases = store.find(request.container_id, request.ifname)
         return IpamResult(tuple(leases), config.routes, _host_local_dns(config))
     doc = run_ipam_plugin(kind, "CHECK", stdin, request)
     return IpamResult(()) if doc is None else result_from_document(doc, kind)

@@ -336,7 +336,18 @@ class HostLocalStore:
 
     def find(self, container_id: str, ifname: str) -> list[Lease]:
         """The configured-set leases this attachment holds (legacy `cid`-only files if it has no others)."""
+        return self._find(self._read_snapshot(), container_id, ifname)
+
+    def holds(self, container_id: str, ifname: str) -> bool:
+        """Reference CHECK: any file in the store naming this attachment, in either form, even outside the sets."""
+        return self._holds(self._read_snapshot(), container_id, ifname)
+
+    def check(self, container_id: str, ifname: str) -> list[Lease] | None:
+        """`holds` and then `find`, on one read of the store (each reads every lease file): None if not held."""
         snap = self._read_snapshot()
+        return self._find(snap, container_id, ifname) if self._holds(snap, container_id, ifname) else None
+
+    def _find(self, snap: _Snapshot, container_id: str, ifname: str) -> list[Lease]:
         held = snap.held(_owner_text(container_id, ifname)) or snap.held(container_id.strip())
         leases = []
         for ip in held:
@@ -345,9 +356,8 @@ class HostLocalStore:
                 leases.append(lease)
         return sorted(leases, key=lambda lease: (lease.range_set_index, _ip_key(lease.ip)))
 
-    def holds(self, container_id: str, ifname: str) -> bool:
-        """Reference CHECK: any file in the store naming this attachment, in either form, even outside the sets."""
-        snap = self._read_snapshot()
+    @staticmethod
+    def _holds(snap: _Snapshot, container_id: str, ifname: str) -> bool:
         wanted = (_owner_text(container_id, ifname), container_id.strip())
         return any(snap.owner(key) in wanted for key in snap.leases)
 

@@ -307,6 +307,9 @@ def test_allocations_and_holds_outside_the_configured_sets(make: Callable[..., H
     ]
     assert store.find("old", "eth0") == []  # no configured subnet to give it a prefix
     assert store.holds("old", "eth0") and not store.holds("nobody", "eth0")
+    # check() is holds() then find() on one read of the store
+    assert store.check("old", "eth0") == [] and store.check("nobody", "eth0") is None
+    assert ips(store.check("a", "eth0")) == ["10.88.0.2/29"]
 
 
 def test_non_lease_files_are_ignored(make: Callable[..., HostLocalStore], tmp_path: Path) -> None:
