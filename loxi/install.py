@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from loxi.atomicfile import fsync_dir, write_atomic
+from loxi.cli import add_subcommand
 
 PROG = "loxi-plan"
 PLUGIN_NAME = "loxi-cni"
@@ -438,18 +439,8 @@ examples:
 exit status: 0 done (files changed since install are kept and named on stderr), 1 error"""
 
 
-def _subcommand(subparsers: Any, name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
-    return subparsers.add_parser(
-        name,
-        help=help_text,
-        description=help_text,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
 def _add_install(subparsers: Any) -> None:
-    parser = _subcommand(subparsers, "install", INSTALL_HELP, INSTALL_EXAMPLES)
+    parser = add_subcommand(subparsers, "install", INSTALL_HELP, INSTALL_EXAMPLES)
     parser.add_argument("--cni-bin-dir", metavar="DIR", default=DEFAULT_BIN_DIR, help=f"default {DEFAULT_BIN_DIR}")
     parser.add_argument("--cni-conf-dir", metavar="DIR", default=DEFAULT_CONF_DIR, help=f"default {DEFAULT_CONF_DIR}")
     parser.add_argument("--template", metavar="T", help="conflist template: a path or a shipped name (loxilight)")
@@ -463,7 +454,7 @@ def _add_install(subparsers: Any) -> None:
 
 
 def _add_uninstall(subparsers: Any) -> None:
-    parser = _subcommand(subparsers, "uninstall", UNINSTALL_HELP, UNINSTALL_EXAMPLES)
+    parser = add_subcommand(subparsers, "uninstall", UNINSTALL_HELP, UNINSTALL_EXAMPLES)
     parser.add_argument(
         "--cni-bin-dir",
         metavar="DIR",

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
+from loxi.cli import add_subcommand
+
 PROG = "loxi-plan"
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -33,13 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _sub(subparsers: Any, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
-    return subparsers.add_parser(
-        name,
-        help=help_text,
-        description=help_text,
-        epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return add_subcommand(subparsers, name, help_text, f"example:\n  {example}")
 
 
 def _attachment_args(parser: argparse.ArgumentParser, container_required: bool) -> None:
