@@ -1,82 +1,24 @@
-"""pyroute2, loaded lean, and the netlink dumps the kernel filters.
+"""pyroute2's IPRoute on first use, its NetlinkError, and the netlink dumps the kernel filters.
 
 pyroute2's package `__init__` imports and re-exports its ~60 APIs (IPDB, NDB,
-conntrack, WireGuard, nl80211, ...): about 100 ms of every cold loxi-cni call,
-for the two names loxi-cni uses. The package is registered without running
-that `__init__` (`intent.lean_import`), so `pyroute2.iproute.linux` and
-`pyroute2.netlink.exceptions` load on their own. Import pyroute2's names
-from here, before any other pyroute2 import of the process.
+conntrack, WireGuard, nl80211, ...): about 100 ms of every cold loxi-cni call.
+Importing `applier` registers the package without running that `__init__`
+(`applier/__init__.py`, `intent.lean_import`), so the modules named here and
+in `applier.rtnl` load on their own. IPRoute itself (asyncio and every message
+family: ~100 ms more) loads only when `applier.netlink.IPRoute` is first used,
+which a pod's ADD, CHECK and DEL never do (they go through `applier.rtnl`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from intent.lean_import import register_lean_package
-
-register_lean_package("pyroute2")
-
-# The light part of pyroute2: its exceptions, message classes and marshal (~40 ms
-# cold). IPRoute (asyncio, every message family: ~100 ms more) loads on first
-# use of `applier.netlink.IPRoute`.
-from pyroute2.netlink import (  # noqa: E402
-    NLM_F_ACK,
-    NLM_F_CREATE,
-    NLM_F_DUMP,
-    NLM_F_EXCL,
-    NLM_F_REPLACE,
-    NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
-)
-from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
-from pyroute2.netlink.marshal import Marshal  # noqa: E402
-from pyroute2.netlink.rtnl import (  # noqa: E402
-    RTM_DELADDR,
-    RTM_DELLINK,
-    RTM_DELROUTE,
-    RTM_GETADDR,
-    RTM_GETLINK,
-    RTM_GETROUTE,
-    RTM_NEWADDR,
-    RTM_NEWLINK,
-    RTM_NEWROUTE,
-)
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
-from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
+from pyroute2.netlink.exceptions import NetlinkError
 
 if TYPE_CHECKING:
     from pyroute2.iproute.linux import IPRoute
 
-__all__ = [
-    "NLMSG_DONE",
-    "NLMSG_ERROR",
-    "NLM_F_ACK",
-    "NLM_F_CREATE",
-    "NLM_F_DUMP",
-    "NLM_F_EXCL",
-    "NLM_F_REPLACE",
-    "NLM_F_REQUEST",
-    "RTM_DELADDR",
-    "RTM_DELLINK",
-    "RTM_DELROUTE",
-    "RTM_GETADDR",
-    "RTM_GETLINK",
-    "RTM_GETROUTE",
-    "RTM_NEWADDR",
-    "RTM_NEWLINK",
-    "RTM_NEWROUTE",
-    "IPRoute",
-    "Marshal",
-    "NetlinkError",
-    "addresses_of",
-    "ifaddrmsg",
-    "ifinfmsg",
-    "ports_of",
-    "routes_of_table",
-    "rtmsg",
-]
+__all__ = ["IPRoute", "NetlinkError", "addresses_of", "ports_of", "routes_of_table"]
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: IPRoute on first use

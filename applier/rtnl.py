@@ -26,7 +26,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from applier.netlink import (
+from pyroute2.netlink import (
     NLM_F_ACK,
     NLM_F_CREATE,
     NLM_F_DUMP,
@@ -35,6 +35,9 @@ from applier.netlink import (
     NLM_F_REQUEST,
     NLMSG_DONE,
     NLMSG_ERROR,
+)
+from pyroute2.netlink.marshal import Marshal
+from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
     RTM_DELLINK,
     RTM_DELROUTE,
@@ -44,12 +47,12 @@ from applier.netlink import (
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWROUTE,
-    Marshal,
-    NetlinkError,
-    ifaddrmsg,
-    ifinfmsg,
-    rtmsg,
 )
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from applier.netlink import NetlinkError
 
 SOL_NETLINK = 270
 NETLINK_EXT_ACK = 11  # errors carry the kernel's message ("Nexthop has invalid gateway")
