@@ -203,7 +203,6 @@ class RtnlSocket:
         self._sequence = 0
         self._open_iproute = open_iproute
         self._iproute: Any = None
-        self.requests = 0  # sent by this socket itself (bench.warm counts them)
 
     # -- the IPRoute calls ------------------------------------------------------
 
@@ -254,7 +253,6 @@ class RtnlSocket:
         msg["header"]["sequence_number"] = sequence
         msg.encode()
         self._sock.send(msg.data)
-        self.requests += 1
         replies: list[Any] = []
         while True:
             data, _, recv_flags, _ = self._sock.recvmsg(RECV_BUFFER)
