@@ -100,7 +100,6 @@ def _state_flags(msg: ifinfmsg, state: str | None) -> None:
 
 def encode_link(command: str, kwarg: dict[str, Any]) -> tuple[ifinfmsg, int, int]:
     """(message, type, flags) of `IPRoute.link(command, **kwarg)`; Unsupported for anything else."""
-    kwarg = {k: v for k, v in kwarg.items() if k != "dump_filter"}
     msg = ifinfmsg()
     msg["attrs"] = []
     if command == "get" and kwarg.keys() in ({"ifname"}, {"index"}):
@@ -140,7 +139,6 @@ def encode_link(command: str, kwarg: dict[str, Any]) -> tuple[ifinfmsg, int, int
 
 def encode_addr(command: str, kwarg: dict[str, Any]) -> tuple[ifaddrmsg, int, int]:
     """(message, type, flags) of `IPRoute.addr(command, **kwarg)`; Unsupported for anything else."""
-    kwarg = {k: v for k, v in kwarg.items() if k != "dump_filter"}
     msg = ifaddrmsg()
     if command == "dump" and kwarg.keys() == {"index"}:
         msg["index"] = kwarg["index"]
@@ -162,7 +160,6 @@ def encode_addr(command: str, kwarg: dict[str, Any]) -> tuple[ifaddrmsg, int, in
 
 def encode_route(command: str, kwarg: dict[str, Any]) -> tuple[rtmsg, int, int]:
     """(message, type, flags) of `IPRoute.route(command, **kwarg)`; Unsupported for anything else."""
-    kwarg = {k: v for k, v in kwarg.items() if k != "dump_filter"}
     msg = rtmsg()
     if command == "dump" and kwarg.keys() == {"family", "table"}:
         msg["family"] = kwarg["family"]
@@ -207,22 +204,24 @@ class RtnlSocket:
     # -- the IPRoute calls ------------------------------------------------------
 
     def link(self, command: str, **kwarg: Any) -> list[Any]:
-        try:
-            return self.request(*encode_link(command, kwarg))
-        except Unsupported:
-            return self.iproute().link(command, **kwarg)
+        return self._call(encode_link, "link", command, kwarg)
 
     def addr(self, command: str, **kwarg: Any) -> list[Any]:
-        try:
-            return self.request(*encode_addr(command, kwarg))
-        except Unsupported:
-            return self.iproute().addr(command, **kwarg)
+        return self._call(encode_addr, "addr", command, kwarg)
 
     def route(self, command: str, **kwarg: Any) -> list[Any]:
+        return self._call(encode_route, "route", command, kwarg)
+
+    def _call(self, encode: Callable[..., tuple[Any, int, int]], method: str, command: str, kwarg: dict) -> list[Any]:
+        """Send the call as encoded here, or hand it to IPRoute unchanged when it is outside the encoded set.
+
+        `dump_filter` is IPRoute's option for filtering a dump in Python; the kernel filters ours.
+        """
         try:
-            return self.request(*encode_route(command, kwarg))
+            encoded = encode(command, {k: v for k, v in kwarg.items() if k != "dump_filter"})
         except Unsupported:
-            return self.iproute().route(command, **kwarg)
+            return getattr(self.iproute(), method)(command, **kwarg)
+        return self.request(*encoded)
 
     def link_lookup(self, ifname: str) -> list[int]:
         try:
