@@ -96,9 +96,9 @@ def main_in_process(data: bytes | None = None) -> None:
     from io import BytesIO
 
     stdin: BinaryIO = BytesIO(data) if data is not None else sys.stdin.buffer
-    code = run(os.environ, stdin, sys.stdout, sys.stderr)
-    sys.stdout.flush()
-    sys.exit(code)
+    from loxi.entry import exit_now
+
+    exit_now(run(os.environ, stdin, sys.stdout, sys.stderr))
 
 
 if __name__ == "__main__":  # `python -m loxi.cni`: the same as the installed loxi-cni

@@ -103,11 +103,16 @@ def test_a_call_outside_its_set_goes_to_iproute(netns):
     assert ns.link("brx")["linkinfo"]["info_kind"] == "bridge"
 
 
+# loxi-cni ends with posix._exit (no atexit): the hook records sys.modules there.
 MODULES_PLUGIN = """#!{python}
-import atexit, json, sys
-atexit.register(lambda: open({out!r}, "w").write(json.dumps(sorted(sys.modules))))
+import json, posix, sys
+_exit = posix._exit
+def record_then_exit(status):
+    open({out!r}, "w").write(json.dumps(sorted(sys.modules)))
+    _exit(status)
+posix._exit = record_then_exit
 from loxi.entry import main
-sys.exit(main())
+main()
 """
 
 

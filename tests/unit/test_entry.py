@@ -1,0 +1,50 @@
+"""How a `loxi-cni` process ends: `loxi.entry.exit_now`, in fresh interpreters started as the launcher starts them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PRELUDE = "import sys; sys.path.insert(0, sys.argv[1]); from loxi.entry import exit_now\n"
+
+
+def run_child(body: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", PRELUDE + body, str(ROOT)], capture_output=True, timeout=60, **kwargs
+    )
+
+
+def test_buffered_output_is_flushed_and_the_status_kept():
+    body = "sys.stdout.write('x' * 100000); sys.stdout.buffer.write(b'y'); sys.stderr.write('note'); exit_now(3)"
+    proc = run_child(body)
+    assert proc.returncode == 3
+    assert proc.stdout == b"x" * 100000 + b"y"
+    assert proc.stderr == b"note"
+
+
+def test_the_interpreters_teardown_is_skipped():
+    """No atexit handler, no finalizer: the process ends at exit_now."""
+    body = (
+        "import atexit; atexit.register(lambda: sys.stdout.write('atexit ran'))\n"
+        "class Late:\n    def __del__(self): sys.stdout.write('finalizer ran')\n"
+        "keep = Late(); sys.stdout.write('done'); exit_now(0)"
+    )
+    proc = run_child(body)
+    assert (proc.returncode, proc.stdout) == (0, b"done")
+
+
+def test_a_closed_stdout_makes_the_status_1_without_a_traceback():
+    """The runtime hung up before reading the answer: it did not get it, whatever the call did."""
+    body = "import time; time.sleep(0.3); sys.stdout.write('{}'); exit_now(0)"
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", PRELUDE + body, str(ROOT)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before the child writes: its flush meets EPIPE
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
