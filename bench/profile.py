@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         # package __init__s (`import networkx` is then the registered module, not the whole package)
         lean = ["applier.netlink", "compiler.networkx_lean"]
         # ended as loxi-cni ends (posix._exit): tearing the modules down again is not import time
-        importer = "import " + ", ".join(lean + [m for m in modules if m not in lean]) + "; import posix; posix._exit(0)"
+        importer = "import " + ", ".join(lean + [m for m in modules if m not in lean])
+        importer += "; import posix; posix._exit(0)"
         only_imports = []
         for _ in range(args.runs):
             wall, proc = timed([python, "-c", importer], {}, b"")
