@@ -231,7 +231,7 @@ class Executor:
 
     def _delete_link(self, ns: str, name: str) -> None:
         try:
-            self._ipr(ns).link("del", index=self._index(ns, name))
+            self._ipr(ns).delete_link(self._index(ns, name))
         except NetlinkError as exc:
             if exc.code != errno.ENODEV:
                 raise

@@ -3,8 +3,10 @@
 Sockets are opened by switching this thread into the namespace with setns(2),
 opening the netlink socket, and switching back: a socket stays bound to the
 namespace it was created in. That costs well under 1 ms, where pyroute2's
-`IPRoute(netns=...)` forks a helper process (10-13 ms). The plugin is
-single-threaded, so moving its one thread is safe; `inside()` always returns.
+`IPRoute(netns=...)` forks a helper process (10-13 ms). setns moves only the
+calling thread (loxi-agent runs each call in a thread of its own; the helper
+threads of `RtnlSocket.delete_link` never move), and `inside()` always moves
+it back.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class Namespaces:
             from applier.rtnl import RtnlSocket
 
             with self.inside(ns):
-                sock = RtnlSocket(lambda: self._open_iproute(ns))
+                sock = RtnlSocket(lambda: self._open_iproute(ns), lambda: self.inside(ns))
             self._sockets[ns] = sock
         return sock
 

@@ -20,9 +20,14 @@ rare paths keep pyroute2's full API, and the common path never imports it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
+import os
+import select
 import socket
+import struct
+import threading
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -59,6 +64,10 @@ NETLINK_EXT_ACK = 11  # errors carry the kernel's message ("Nexthop has invalid 
 NETLINK_GET_STRICT_CHK = 12  # the kernel filters dumps by the request's index, master, table
 RTEXT_FILTER_SKIP_STATS = 1 << 3  # a link read without its IPv6 counters: a fifth fewer bytes to decode
 RECV_BUFFER = 1 << 16  # the kernel's dump messages are at most 32 KiB
+RTMGRP_LINK = 0x1  # the multicast group of link notifications (RTNLGRP_LINK)
+MONITOR_BUFFER = 1 << 20  # a busy node's link notifications, queued while a deletion is under way
+_NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port
+_IFINFO_HEAD = struct.Struct("=BxHi")  # family, device type, index (the start of struct ifinfomsg)
 IFF_UP = 0x1
 RTN_UNICAST = 1
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
@@ -187,18 +196,21 @@ class RtnlSocket:
     the calls this class leaves to it.
     """
 
-    def __init__(self, open_iproute: Callable[[], Any]) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    def __init__(
+        self, open_iproute: Callable[[], Any], inside: Callable[[], contextlib.AbstractContextManager] | None = None
+    ) -> None:
+        self._sock = _netlink_socket()
         try:
             for option in (NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK):
                 self._sock.setsockopt(SOL_NETLINK, option, 1)
-            self._sock.bind((0, 0))
         except OSError:
             self._sock.close()
             raise
         self._marshal = _RtnlMarshal()
         self._sequence = 0
         self._open_iproute = open_iproute
+        # puts the calling thread in this socket's namespace, to open more sockets there
+        self._inside = inside or contextlib.nullcontext
         self._iproute: Any = None
 
     # -- the IPRoute calls ------------------------------------------------------
@@ -222,6 +234,58 @@ class RtnlSocket:
         except Unsupported:
             return getattr(self.iproute(), method)(command, **kwarg)
         return self.request(*encoded)
+
+    def delete_link(self, index: int) -> None:
+        """`link("del", index=index)`, returning once the kernel has unlisted the link rather than freed it.
+
+        The kernel takes a deleted link out of its namespace at once (its name,
+        addresses and bridge port, and a veth's peer, gone; RTM_DELLINK
+        broadcast, ~1 ms), then waits for RCU callbacks (`rcu_barrier` in
+        netdev_run_todo) before it answers the request: 15-30 ms here, most of
+        a pod's DEL, for memory nobody can reach any more. So the request goes
+        out from a helper thread on a socket of its own, and this returns at
+        the broadcast; the helper reads the answer and closes its socket. In
+        loxi-agent the runtime has its reply that much sooner; a process that
+        exits waits for the kernel as before (its helper thread is inside the
+        syscall). An error the kernel answers before unlisting anything
+        (ENODEV, EPERM) is raised here as `link("del")` raises it.
+        """
+        with self._inside():
+            monitor = _netlink_socket(RTMGRP_LINK)
+            try:
+                deleter = RtnlSocket(self._open_iproute)
+            except OSError:
+                monitor.close()
+                raise
+        finished, helper_end = os.pipe2(os.O_CLOEXEC)  # the helper closes its end when the kernel has answered
+        failures: list[BaseException] = []
+
+        def delete() -> None:
+            try:
+                deleter.link("del", index=index)
+            except BaseException as exc:  # handed to the waiting thread
+                failures.append(exc)
+            finally:
+                deleter.close()
+                os.close(helper_end)
+
+        try:
+            monitor.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, MONITOR_BUFFER)
+            threading.Thread(target=delete, name=f"loxi-delete-link-{index}", daemon=True).start()
+        except BaseException:
+            monitor.close()
+            deleter.close()
+            os.close(finished)
+            os.close(helper_end)
+            raise
+        try:
+            if _wait_unlisted(monitor, finished, index):
+                return
+        finally:
+            monitor.close()
+            os.close(finished)
+        if failures:  # the helper has finished: the kernel refused, or the request failed
+            raise failures[0]
 
     def link_lookup(self, ifname: str) -> list[int]:
         try:
@@ -272,3 +336,50 @@ class RtnlSocket:
         if self._iproute is not None:
             self._iproute.close()
             self._iproute = None
+
+
+def _netlink_socket(groups: int = 0) -> socket.socket:
+    """A NETLINK_ROUTE socket bound in the calling thread's namespace, joined to `groups`."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    try:
+        sock.bind((0, groups))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _wait_unlisted(monitor: socket.socket, finished: int, index: int) -> bool:
+    """Wait until `monitor` hears RTM_DELLINK for link `index` (True) or the deleting helper has
+    finished (False: the caller looks at how). A notification queue that overflowed (ENOBUFS) may
+    have dropped ours: then only the helper's end counts."""
+    watched = [monitor, finished]
+    while True:
+        ready, _, _ = select.select(watched, [], [])
+        if finished in ready:
+            return False
+        try:
+            data = monitor.recv(RECV_BUFFER)
+        except OSError as exc:
+            if exc.errno != errno.ENOBUFS:
+                raise
+            watched = [finished]
+            continue
+        if _unlisted(data, index):
+            return True
+
+
+def _unlisted(data: bytes, index: int) -> bool:
+    """Does this batch of link notifications say that link `index` left the namespace?
+    (Family AF_UNSPEC: the bridge also sends an AF_BRIDGE RTM_DELLINK when a port leaves it.)"""
+    offset = 0
+    while offset + _NLMSG_HEADER.size + _IFINFO_HEAD.size <= len(data):
+        length, msg_type = _NLMSG_HEADER.unpack_from(data, offset)[:2]
+        if length < _NLMSG_HEADER.size:
+            return False
+        if msg_type == RTM_DELLINK:
+            family, _, link = _IFINFO_HEAD.unpack_from(data, offset + _NLMSG_HEADER.size)
+            if family == socket.AF_UNSPEC and link == index:
+                return True
+        offset += (length + 3) & ~3
+    return False

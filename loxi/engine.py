@@ -254,7 +254,7 @@ def cmd_gc(conf: NetConf, request: CniRequest) -> list[str]:
             if not name.startswith(HOST_VETH_PREFIX) or owner is None or owner[0] != conf.name or name in keep_names:
                 continue
             try:
-                ipr.link("del", index=port["index"])
+                ipr.delete_link(port["index"])
                 removed.append(f"veth {name}")
             except NetlinkError as exc:
                 if exc.code != errno.ENODEV:

@@ -3,8 +3,12 @@ IPRoute, and a pod's ADD, CHECK and DEL that never load IPRoute (own namespaces)
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -149,3 +153,31 @@ def test_a_pods_add_check_and_del_never_load_iproute(node, tmp_path: Path):
         assert "asyncio" not in modules, command
     assert "eth0" not in pod.links()
     assert len(node.ns.loxi_links()) == 1  # the first pod's
+
+
+def test_delete_link_returns_with_the_link_gone_before_the_kernel_answers(netns):
+    """delete_link returns once the kernel has unlisted the link (RTM_DELLINK broadcast); the helper
+    thread still inside the request (the kernel's RCU wait) closes its socket when the answer comes."""
+    node, pod = netns("rtnldeln"), netns("rtnldelp")
+    fds_before = set(os.listdir("/proc/self/fd"))
+    still_in_kernel = []
+    with Namespaces.for_pod(pod.path) as namespaces:
+        rtnl = namespaces.ipr(POD_NS)  # in the pod's namespace: delete_link must open its sockets there too
+        rtnl.link("add", ifname="brd", kind="bridge")
+        bridge = rtnl.link_lookup(ifname="brd")[0]
+        for i in range(5):
+            rtnl.link("add", ifname=f"h{i}", kind="veth", peer={"ifname": f"p{i}"}, master=bridge, state="up")
+            index = rtnl.link_lookup(ifname=f"h{i}")[0]
+            rtnl.delete_link(index)
+            still_in_kernel.append(any(t.name == f"loxi-delete-link-{index}" for t in threading.enumerate()))
+            assert rtnl.link_lookup(ifname=f"h{i}") == [] and rtnl.link_lookup(ifname=f"p{i}") == []
+            assert [m.get("IFLA_IFNAME") for m in rtnl.link("dump", master=bridge)] == []
+        with pytest.raises(NetlinkError) as gone:
+            rtnl.delete_link(99999)
+        assert gone.value.code == errno.ENODEV  # as link("del") raises it
+    assert set(pod.links()) == {"lo", "brd"} and "h0" not in node.links()
+    assert any(still_in_kernel)  # 15-30 ms of RCU wait against ~1 ms to the broadcast, five times
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("loxi-delete-link-") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(os.listdir("/proc/self/fd")) == fds_before  # helpers closed their sockets and pipe ends

@@ -8,9 +8,11 @@ them to IPRoute. Pure data: nothing is sent.
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
-from applier.rtnl import RTEXT_FILTER_SKIP_STATS, Unsupported, encode_addr, encode_link, encode_route
+from applier.rtnl import RTEXT_FILTER_SKIP_STATS, Unsupported, _unlisted, encode_addr, encode_link, encode_route
 
 REQ, ACK, CREATE, EXCL, REPLACE, DUMP = 0x1, 0x4, 0x400, 0x200, 0x100, 0x300
 SKIP_STATS = ("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)
@@ -172,3 +174,22 @@ def test_routes_replace_del_and_the_table_dump():
 def test_calls_outside_the_encoded_set_are_left_to_iproute(encoder, command, kwarg):
     with pytest.raises(Unsupported):
         encoder(command, kwarg)
+
+
+def notification(msg_type: int, family: int, index: int, attrs: bytes = b"") -> bytes:
+    """One rtnetlink link notification as the kernel writes it (nlmsghdr + ifinfomsg + attributes)."""
+    body = struct.pack("=BxHiII", family, 1, index, 0, 0) + attrs
+    return struct.pack("=IHHII", 16 + len(body), msg_type, 0, 0, 0) + body
+
+
+def test_a_link_is_unlisted_by_its_own_dellink_only():
+    """RTM_DELLINK (17) of family AF_UNSPEC for that index; the bridge's AF_BRIDGE (7) DELLINK for a port
+    leaving it, a NEWLINK, or another link's DELLINK do not count."""
+    pad = b"\x08\x00\x03\x00eth\x00"  # IFLA_IFNAME "eth", 4-byte aligned
+    assert _unlisted(notification(17, 0, 7, pad), 7)
+    assert not _unlisted(notification(17, 7, 7), 7)
+    assert not _unlisted(notification(16, 0, 7), 7)
+    assert not _unlisted(notification(17, 0, 8), 7)
+    batch = notification(17, 7, 7) + notification(16, 0, 9, pad) + notification(17, 0, 7)
+    assert _unlisted(batch, 7)
+    assert not _unlisted(b"", 7) and not _unlisted(b"\x00" * 40, 7)  # a zero length ends the walk
