@@ -80,10 +80,36 @@ _ROUTE_KEYS = frozenset({"dst", "oif", "proto", "table", "gateway"})
 _ATTR_OF = {"ifname": "IFLA_IFNAME", "address": "IFLA_ADDRESS", "master": "IFLA_MASTER", "mtu": "IFLA_MTU"}
 
 
+class IndexedIfinfmsg(ifinfmsg):
+    """A link message whose `get("IFLA_…")` is one dict lookup.
+
+    pyroute2's `get` walks every attribute of the message (a veth's has ~50)
+    on each call, and a pod's ADD and CHECK read about a dozen attributes of
+    each link they observe. The first call indexes the first attribute of
+    each name (the one `get` returns); values are still decoded by pyroute2,
+    when read. Decoded messages are only read, so the index stays true.
+    """
+
+    __slots__ = ("_attr_slots",)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if not (isinstance(key, str) and key.startswith("IFLA_")):
+            return super().get(key, default)
+        slots = getattr(self, "_attr_slots", None)
+        if slots is None:
+            slots = {}
+            for slot in self["attrs"]:
+                slots.setdefault(slot.name, slot)
+            self._attr_slots = slots
+        slot = slots.get(key)
+        value = None if slot is None else slot.get_value()
+        return default if value is None else value
+
+
 class _RtnlMarshal(Marshal):
     msg_map: ClassVar[dict[int, type]] = {
-        RTM_NEWLINK: ifinfmsg,
-        RTM_DELLINK: ifinfmsg,
+        RTM_NEWLINK: IndexedIfinfmsg,
+        RTM_DELLINK: IndexedIfinfmsg,
         RTM_NEWADDR: ifaddrmsg,
         RTM_DELADDR: ifaddrmsg,
         RTM_NEWROUTE: rtmsg,

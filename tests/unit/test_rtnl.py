@@ -11,8 +11,17 @@ from __future__ import annotations
 import struct
 
 import pytest
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from applier.rtnl import RTEXT_FILTER_SKIP_STATS, Unsupported, _unlisted, encode_addr, encode_link, encode_route
+from applier.rtnl import (
+    RTEXT_FILTER_SKIP_STATS,
+    IndexedIfinfmsg,
+    Unsupported,
+    _unlisted,
+    encode_addr,
+    encode_link,
+    encode_route,
+)
 
 REQ, ACK, CREATE, EXCL, REPLACE, DUMP = 0x1, 0x4, 0x400, 0x200, 0x100, 0x300
 SKIP_STATS = ("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)
@@ -193,3 +202,30 @@ def test_a_link_is_unlisted_by_its_own_dellink_only():
     batch = notification(17, 7, 7) + notification(16, 0, 9, pad) + notification(17, 0, 7)
     assert _unlisted(batch, 7)
     assert not _unlisted(b"", 7) and not _unlisted(b"\x00" * 40, 7)  # a zero length ends the walk
+
+
+def test_indexed_link_messages_read_as_pyroute2_reads_them():
+    """IndexedIfinfmsg.get answers what ifinfmsg.get answers: the first attribute of a name, a field,
+    a nested path, or the default."""
+    msg = ifinfmsg()
+    msg["index"], msg["flags"] = 5, 1
+    msg["attrs"] = [
+        ("IFLA_IFNAME", "eth0"),
+        ("IFLA_MTU", 1500),
+        ("IFLA_ADDRESS", "02:00:00:00:00:01"),
+        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "veth")]}),
+        ("IFLA_MASTER", 3),
+        ("IFLA_ALT_IFNAME", "first"),
+        ("IFLA_ALT_IFNAME", "second"),
+    ]
+    msg["header"]["type"] = 16
+    msg.encode()
+    plain, indexed = ifinfmsg(msg.data), IndexedIfinfmsg(msg.data)
+    plain.decode()
+    indexed.decode()
+    keys = ["IFLA_IFNAME", "IFLA_MTU", "IFLA_ADDRESS", "IFLA_MASTER", "IFLA_ALT_IFNAME", "IFLA_LINK", "index", "flags"]
+    for key in keys:
+        assert indexed.get(key) == plain.get(key) and indexed.get(key, "x") == plain.get(key, "x"), key
+    assert indexed.get("IFLA_ALT_IFNAME") == "first" and indexed.get("IFLA_LINK", -1) == -1
+    assert indexed.get("IFLA_LINKINFO").get("IFLA_INFO_KIND") == "veth"
+    assert indexed.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) == "veth"
