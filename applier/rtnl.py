@@ -12,7 +12,8 @@ messages are the ones IPRoute sends for the same calls (tests/unit/test_rtnl.py
 pins them).
 
 It answers the IPRoute calls loxi-cni makes (`link`, `addr`, `route`,
-`link_lookup`) with the same arguments and results. Any other call, or one
+`link_lookup`) with the same arguments and results, and adds `delete_link`,
+which returns once the kernel has unlisted a link rather than freed it. Any other call, or one
 with arguments outside that set (a bridge or VLAN device to create, bridge
 port flags, VLAN filtering), goes to a real IPRoute opened on first use: the
 rare paths keep pyroute2's full API, and the common path never imports it.
@@ -379,9 +380,11 @@ def _wait_unlisted(monitor: socket.socket, finished: int, index: int) -> bool:
     """Wait until `monitor` hears RTM_DELLINK for link `index` (True) or the deleting helper has
     finished (False: the caller looks at how). A notification queue that overflowed (ENOBUFS) may
     have dropped ours: then only the helper's end counts."""
-    watched = [monitor, finished]
+    poller = select.poll()  # not select(): a busy agent's descriptors may number over FD_SETSIZE
+    poller.register(monitor, select.POLLIN)
+    poller.register(finished, select.POLLIN)
     while True:
-        ready, _, _ = select.select(watched, [], [])
+        ready = {fd for fd, _ in poller.poll()}
         if finished in ready:
             return False
         try:
@@ -389,7 +392,7 @@ def _wait_unlisted(monitor: socket.socket, finished: int, index: int) -> bool:
         except OSError as exc:
             if exc.errno != errno.ENOBUFS:
                 raise
-            watched = [finished]
+            poller.unregister(monitor)
             continue
         if _unlisted(data, index):
             return True
