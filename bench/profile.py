@@ -58,6 +58,21 @@ posix._exit = list_then_exit
 runpy.run_module("loxi.cni", run_name="__main__")
 """
 
+# `python -m cProfile` writes its data at interpreter exit, which loxi-cni skips (posix._exit):
+# the profile is written there instead.
+PROFILED_ADD = """
+import cProfile, posix, runpy, sys
+profiler = cProfile.Profile()
+_exit = posix._exit
+def save_then_exit(status):
+    profiler.disable()
+    profiler.dump_stats(sys.argv[1])
+    _exit(status)
+posix._exit = save_then_exit
+profiler.enable()
+runpy.run_module("loxi.cni", run_name="__main__")
+"""
+
 
 def conf(data_dir: Path, bridge: str) -> bytes:
     return json.dumps(
@@ -158,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             last = parse_importtime(proc.stderr.decode())
             imports.append(sum(cum for _, cum, name in last if not name.startswith("  ")))
         prof = args.cprofile or tmp / "add.prof"
-        add_del([python, "-m", "cProfile", "-o", str(prof), "-m", "loxi.cni"])
+        add_del([python, "-c", PROFILED_ADD, str(prof)])
 
         ms = 1000
         start_ms, add_ms, imp_ms = (

@@ -78,3 +78,23 @@ def test_warm_profile_reports_phases_netlink_and_client_and_cleans_up():
     assert float(rows["ipam: allocate"][0]) > 0 and float(rows["ipam: allocate"][1]) == 0  # ADD allocates, CHECK not
     assert "loxi-cni launcher -> stub agent" in proc.stdout and "python -I -S -c pass" in proc.stdout
     assert _bench_namespaces() == before
+
+
+@needs_root
+def test_cold_profile_reports_start_imports_and_a_cprofile_and_cleans_up(tmp_path: Path):
+    """bench.profile, run as documented: every section, the cProfile of one ADD (written although
+    loxi-cni ends with posix._exit), and no namespace left."""
+    before = _bench_namespaces()
+    prof = tmp_path / "add.prof"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.profile", "--runs", "1", "--cprofile", str(prof)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"stdout={proc.stdout}\nstderr={proc.stderr[-3000:]}"
+    for section in ("python -I -S -c pass", "whole ADD", "imports, wall of", "largest single imports", "cProfile of"):
+        assert section in proc.stdout, section
+    assert prof.stat().st_size > 0 and "loxi/engine.py" in proc.stdout
+    assert _bench_namespaces() == before
