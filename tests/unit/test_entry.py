@@ -11,10 +11,13 @@ ROOT = Path(__file__).resolve().parents[2]
 PRELUDE = "import sys; sys.path.insert(0, sys.argv[1]); from loxi.entry import exit_now\n"
 
 
-def run_child(body: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-I", "-S", "-c", PRELUDE + body, str(ROOT)], capture_output=True, timeout=60, **kwargs
-    )
+def child_argv(body: str) -> list[str]:
+    """A fresh isolated interpreter, as the launcher starts one, running `body` after importing exit_now."""
+    return [sys.executable, "-I", "-S", "-c", PRELUDE + body, str(ROOT)]
+
+
+def run_child(body: str) -> subprocess.CompletedProcess:
+    return subprocess.run(child_argv(body), capture_output=True, timeout=60)
 
 
 def test_buffered_output_is_flushed_and_the_status_kept():
@@ -39,11 +42,7 @@ def test_the_interpreters_teardown_is_skipped():
 def test_a_closed_stdout_makes_the_status_1_without_a_traceback():
     """The runtime hung up before reading the answer: it did not get it, whatever the call did."""
     body = "import time; time.sleep(0.3); sys.stdout.write('{}'); exit_now(0)"
-    proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", PRELUDE + body, str(ROOT)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = subprocess.Popen(child_argv(body), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # before the child writes: its flush meets EPIPE
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 1
