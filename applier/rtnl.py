@@ -13,10 +13,11 @@ pins them).
 
 It answers the IPRoute calls loxi-cni makes (`link`, `addr`, `route`,
 `link_lookup`) with the same arguments and results, and adds `delete_link`,
-which returns once the kernel has unlisted a link rather than freed it. Any other call, or one
-with arguments outside that set (a bridge or VLAN device to create, bridge
-port flags, VLAN filtering), goes to a real IPRoute opened on first use: the
-rare paths keep pyroute2's full API, and the common path never imports it.
+which returns once the kernel has unlisted a link rather than freed it. Any
+other call, or one with arguments outside that set (a bridge or VLAN device to
+create, bridge port flags, VLAN filtering), goes to a real IPRoute opened on
+first use: the rare paths keep pyroute2's full API, and the common path never
+imports it.
 """
 
 from __future__ import annotations
