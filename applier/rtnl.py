@@ -59,6 +59,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from applier.lazy_nla import LazyNlas
 from applier.netlink import NetlinkError
 
 SOL_NETLINK = 270
@@ -82,14 +83,14 @@ _ROUTE_KEYS = frozenset({"dst", "oif", "proto", "table", "gateway"})
 _ATTR_OF = {"ifname": "IFLA_IFNAME", "address": "IFLA_ADDRESS", "master": "IFLA_MASTER", "mtu": "IFLA_MTU"}
 
 
-class IndexedIfinfmsg(ifinfmsg):
-    """A link message whose `get("IFLA_…")` is one dict lookup.
+class IndexedIfinfmsg(LazyNlas, ifinfmsg):
+    """A link message whose `get("IFLA_…")` is one dict lookup, its attributes built when read.
 
-    pyroute2's `get` walks every attribute of the message (a veth's has ~50)
+    pyroute2's `get` walks every attribute of the message (a veth's has ~40)
     on each call, and a pod's ADD and CHECK read about a dozen attributes of
     each link they observe. The first call indexes the first attribute of
-    each name (the one `get` returns); values are still decoded by pyroute2,
-    when read. Decoded messages are only read, so the index stays true.
+    each name (the one `get` returns); `LazyNlas` builds only the attributes
+    read. Decoded messages are only read, so the index stays true.
     """
 
     __slots__ = ("_attr_slots",)
@@ -108,14 +109,22 @@ class IndexedIfinfmsg(ifinfmsg):
         return default if value is None else value
 
 
+class LazyIfaddrmsg(LazyNlas, ifaddrmsg):
+    __slots__ = ()
+
+
+class LazyRtmsg(LazyNlas, rtmsg):
+    __slots__ = ()
+
+
 class _RtnlMarshal(Marshal):
     msg_map: ClassVar[dict[int, type]] = {
         RTM_NEWLINK: IndexedIfinfmsg,
         RTM_DELLINK: IndexedIfinfmsg,
-        RTM_NEWADDR: ifaddrmsg,
-        RTM_DELADDR: ifaddrmsg,
-        RTM_NEWROUTE: rtmsg,
-        RTM_DELROUTE: rtmsg,
+        RTM_NEWADDR: LazyIfaddrmsg,
+        RTM_DELADDR: LazyIfaddrmsg,
+        RTM_NEWROUTE: LazyRtmsg,
+        RTM_DELROUTE: LazyRtmsg,
     }
 
 

@@ -12,9 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from applier.netlink import IPRoute, NetlinkError
 from applier.netns import Namespaces
+from applier.rtnl import IndexedIfinfmsg, LazyIfaddrmsg, LazyRtmsg
 from compiler.model import POD_NS
 from tests.conftest import make_conf
 
@@ -75,6 +79,36 @@ def test_rtnl_reads_and_errors_match_iproute(netns):
             assert rtnl._iproute is None  # everything above went through the plain socket
         finally:
             full.close()
+
+
+def test_lazy_decoding_of_kernel_messages_matches_pyroute2(netns):
+    """Every link, address and route RtnlSocket reads (decoded lazily, applier.lazy_nla) decodes to
+    what pyroute2 decodes eagerly from the same bytes: a bridge, a hairpin port, its peer, lo."""
+    ns = netns("rtnllazy")
+    ns.ip_run("link", "add", "br0", "type", "bridge")
+    ns.ip_run("link", "add", "v0", "type", "veth", "peer", "name", "p0")
+    ns.ip_run("link", "set", "v0", "master", "br0")
+    ns.ip_run("link", "set", "v0", "type", "bridge_slave", "hairpin", "on")
+    ns.ip_run("link", "set", "br0", "up")
+    ns.ip_run("addr", "add", "10.81.0.1/24", "dev", "br0")
+    ns.ip_run("addr", "add", "fd81::1/64", "dev", "br0")
+    ns.ip_run("route", "add", "10.82.0.0/16", "via", "10.81.0.9", "dev", "br0")
+    with Namespaces.for_pod(ns.path) as namespaces:
+        rtnl = namespaces.ipr(POD_NS)
+        br0 = rtnl.link_lookup(ifname="br0")[0]
+        links = [rtnl.link("get", ifname=name)[0] for name in ("br0", "v0", "p0", "lo")]
+        port = links[1].get("IFLA_LINKINFO").get("IFLA_INFO_SLAVE_DATA")
+        assert port.get("IFLA_BRPORT_MODE") == 1  # read before the full dump below builds everything
+        addrs = rtnl.addr("dump", index=br0, dump_filter={})
+        routes = rtnl.route("dump", family=2, table=254, dump_filter={})
+        assert len(addrs) >= 2 and len(routes) >= 2
+        eager_class = {IndexedIfinfmsg: ifinfmsg, LazyIfaddrmsg: ifaddrmsg, LazyRtmsg: rtmsg}
+        for msg in [*links, *addrs, *routes]:
+            eager = eager_class[type(msg)](msg.data, offset=msg.offset)
+            eager.decode()
+            lazy_dump, eager_dump = msg.dump(), eager.dump()
+            assert lazy_dump.pop("header")["length"] == eager_dump.pop("header")["length"]  # Marshal adds to it
+            assert lazy_dump == eager_dump
 
 
 def test_rtnl_writes_what_it_is_asked(netns):
