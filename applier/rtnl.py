@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import os
 import select
@@ -70,6 +71,7 @@ RECV_BUFFER = 1 << 16  # the kernel's dump messages are at most 32 KiB
 RTMGRP_LINK = 0x1  # the multicast group of link notifications (RTNLGRP_LINK)
 MONITOR_BUFFER = 1 << 20  # a busy node's link notifications, queued while a deletion is under way
 _NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port
+_NLMSG_SEQUENCE, _NLMSG_SEQUENCE_OFFSET = struct.Struct("=I"), 8
 _IFINFO_HEAD = struct.Struct("=BxHi")  # family, device type, index (the start of struct ifinfomsg)
 IFF_UP = 0x1
 RTN_UNICAST = 1
@@ -226,6 +228,37 @@ def encode_route(command: str, kwarg: dict[str, Any]) -> tuple[rtmsg, int, int]:
     raise Unsupported(f"route {command} {sorted(kwarg)}")
 
 
+Encoder = Callable[[str, dict[str, Any]], tuple[Any, int, int]]
+ENCODED_CACHE_SIZE = 512  # requests: a node's bridges, its pods' links and their reads
+
+
+def _encode(encode: Encoder, command: str, kwarg: dict[str, Any]) -> bytes:
+    msg, msg_type, flags = encode(command, kwarg)
+    msg["header"]["type"], msg["header"]["flags"] = msg_type, flags
+    msg.encode()
+    return bytes(msg.data)
+
+
+@functools.lru_cache(maxsize=ENCODED_CACHE_SIZE)
+def _encode_remembered(encode: Encoder, command: str, items: tuple[tuple[str, Any], ...]) -> bytes:
+    return _encode(encode, command, dict(items))
+
+
+def encoded_request(encode: Encoder, command: str, kwarg: dict[str, Any]) -> bytes:
+    """The request's bytes (sequence number 0), as pyroute2 encodes them; Unsupported from `encode`.
+
+    pyroute2 takes ~100 µs to encode even a link read, ten times the kernel's
+    answer, and loxi-agent sends the same reads for every pod of a node (its
+    bridge, the pod's `eth0`, a veth read again by CHECK and DEL). So an
+    encoding is remembered by its arguments; a call with a value that cannot
+    be a key (a veth's peer) is encoded each time.
+    """
+    try:
+        return _encode_remembered(encode, command, tuple(sorted(kwarg.items())))
+    except TypeError:  # unhashable
+        return _encode(encode, command, kwarg)
+
+
 class RtnlSocket:
     """An IPRoute stand-in for the calls loxi-cni makes per pod; see the module docstring.
 
@@ -261,16 +294,16 @@ class RtnlSocket:
     def route(self, command: str, **kwarg: Any) -> list[Any]:
         return self._call(encode_route, "route", command, kwarg)
 
-    def _call(self, encode: Callable[..., tuple[Any, int, int]], method: str, command: str, kwarg: dict) -> list[Any]:
+    def _call(self, encode: Encoder, method: str, command: str, kwarg: dict) -> list[Any]:
         """Send the call as encoded here, or hand it to IPRoute unchanged when it is outside the encoded set.
 
         `dump_filter` is IPRoute's option for filtering a dump in Python; the kernel filters ours.
         """
         try:
-            encoded = encode(command, {k: v for k, v in kwarg.items() if k != "dump_filter"})
+            data = encoded_request(encode, command, {k: v for k, v in kwarg.items() if k != "dump_filter"})
         except Unsupported:
             return getattr(self.iproute(), method)(command, **kwarg)
-        return self.request(*encoded)
+        return self.request(data)
 
     def delete_link(self, index: int) -> None:
         """`link("del", index=index)`, returning once the kernel has unlisted the link rather than freed it.
@@ -345,14 +378,14 @@ class RtnlSocket:
 
     # -- transport --------------------------------------------------------------
 
-    def request(self, msg: Any, msg_type: int, flags: int) -> list[Any]:
-        """Send one request; return its replies, or raise the kernel's error as NetlinkError."""
+    def request(self, encoded: bytes) -> list[Any]:
+        """Send one encoded request (`encoded_request`); return its replies, or raise the kernel's error
+        as NetlinkError."""
         self._sequence += 1
         sequence = self._sequence
-        msg["header"]["type"], msg["header"]["flags"] = msg_type, flags
-        msg["header"]["sequence_number"] = sequence
-        msg.encode()
-        self._sock.send(msg.data)
+        message = bytearray(encoded)
+        _NLMSG_SEQUENCE.pack_into(message, _NLMSG_SEQUENCE_OFFSET, sequence)
+        self._sock.send(message)
         replies: list[Any] = []
         while True:
             data, _, recv_flags, _ = self._sock.recvmsg(RECV_BUFFER)

@@ -13,6 +13,7 @@ import struct
 import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
+import applier.rtnl as rtnl_module
 from applier.rtnl import (
     RTEXT_FILTER_SKIP_STATS,
     IndexedIfinfmsg,
@@ -21,6 +22,7 @@ from applier.rtnl import (
     encode_addr,
     encode_link,
     encode_route,
+    encoded_request,
 )
 
 REQ, ACK, CREATE, EXCL, REPLACE, DUMP = 0x1, 0x4, 0x400, 0x200, 0x100, 0x300
@@ -229,3 +231,25 @@ def test_indexed_link_messages_read_as_pyroute2_reads_them():
     assert indexed.get("IFLA_ALT_IFNAME") == "first" and indexed.get("IFLA_LINK", -1) == -1
     assert indexed.get("IFLA_LINKINFO").get("IFLA_INFO_KIND") == "veth"
     assert indexed.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")) == "veth"
+
+
+def test_an_encoding_is_remembered_by_its_arguments(monkeypatch):
+    """encoded_request gives pyroute2's bytes; the same arguments are not encoded twice, and a call
+    with an unhashable value (a veth's peer) is encoded every time."""
+    afresh = []
+    real = rtnl_module._encode
+    monkeypatch.setattr(rtnl_module, "_encode", lambda *args: afresh.append(args[1:]) or real(*args))
+    rtnl_module._encode_remembered.cache_clear()
+    msg, msg_type, flags = encode_link("get", {"ifname": "cni-remember"})
+    msg["header"]["type"], msg["header"]["flags"] = msg_type, flags
+    msg.encode()
+    first = encoded_request(encode_link, "get", {"ifname": "cni-remember"})
+    assert first == bytes(msg.data)
+    assert encoded_request(encode_link, "get", {"ifname": "cni-remember"}) == first
+    assert encoded_request(encode_link, "get", {"ifname": "cni-other"}) != first
+    assert afresh == [("get", {"ifname": "cni-remember"}), ("get", {"ifname": "cni-other"})]
+    veth = {"ifname": "loxi1", "kind": "veth", "peer": {"ifname": "eth0"}}
+    assert encoded_request(encode_link, "add", veth) == encoded_request(encode_link, "add", veth)
+    assert afresh[2:] == [("add", veth), ("add", veth)]
+    with pytest.raises(Unsupported):  # never remembered as an answer
+        encoded_request(encode_link, "add", {"ifname": "br0", "kind": "bridge"})
