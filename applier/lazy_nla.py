@@ -14,7 +14,8 @@ object is made, by pyroute2's own classes and in the way pyroute2's
 `decode_nlas` makes it, the first time the slot is read. A nested attribute
 is made lazy in turn, so only the path actually read is built. Values,
 names and order are pyroute2's (tests/unit/test_lazy_nla.py compares them
-with eager decoding on messages read from the kernel).
+with eager decoding on messages pyroute2 encodes, tests/integration/
+test_rtnl_socket.py on messages read from the kernel).
 
 It relies on pyroute2's decoding internals (`decode_nlas` and the compiled
 attribute map), which is why pyroute2 is pinned to one version.

@@ -301,8 +301,13 @@ def report(meter: Meter, clients: dict[str, tuple[float, float]], runs: int, bac
         file=out,
     )
     phases = sorted({phase for calls in meter.calls.values() for call in calls for phase in call})
-    counter_order = ("netlink requests", "  of which encoded afresh", "  of which through IPRoute")
-    counters = [p for p in (*counter_order, "netlink sockets opened") if p in phases]
+    counter_order = (
+        "netlink requests",
+        "  of which encoded afresh",
+        "  of which through IPRoute",
+        "netlink sockets opened",
+    )
+    counters = [p for p in counter_order if p in phases]
     timed_phases = ["whole call"] + [p for p in phases if p not in counters and p != "whole call"]
     print(f"\n  {'median ms per call':28}" + "".join(f"{c:>10}" for c in COMMANDS), file=out)
     for phase in timed_phases + counters:
