@@ -7,8 +7,9 @@ Each plugin gets its own throw-away node namespace (`loxibench-<run>-<plugin>-no
 its own IPAM store in a temporary directory and a pool of pod namespaces. Every
 call is executed as a runtime executes it: `nsenter --net=<node> -- <plugin>`
 with only the CNI variables in the environment and the conf on stdin. The
-harness measures the whole process (wall time from spawn to reap, and the
-child's peak RSS from `wait4`), checks the outcome of the call in the kernel
+harness measures the whole process (wall time from spawn to reap, the
+child's peak RSS, and the CPU time of the call's processes from `wait4` plus
+that of loxi-agent while it served the call), checks the outcome of the call in the kernel
 and the store, and alternates the two plugins call by call (the first of the
 pair alternating too) so that machine drift hits both alike.
 
@@ -67,10 +68,11 @@ class Call:
     container_id: str
     wall_s: float
     maxrss_kb: int
-    cpu_s: float  # user + system of the plugin and its children (from /usr/bin/time; -1 without it)
+    cpu_s: float  # user + system of the call's processes: time, nsenter, the plugin and its children (wait4)
     rc: int
     stdout: bytes
     stderr: bytes
+    agent_cpu_s: float = 0.0  # loxi-agent's CPU time while it served this call (sequential calls only)
 
     def describe(self) -> str:
         return (
@@ -94,6 +96,20 @@ class Running:
 LIVE_PIDS: set[int] = set()
 RSS_DIR: list[Path] = []  # where /usr/bin/time writes each call's peak RSS (set by the run)
 CALL_SEQ = iter(range(1 << 62))
+
+
+def process_cpu_clock(pid: int) -> int:
+    """The clock id of another process's CPU time, as clock_getcpuclockid(3) makes it.
+
+    It is the scheduler's nanosecond count for all the process's threads, those
+    that have ended included: loxi-agent serves each request on its own thread,
+    and /proc/PID/stat would give only 10 ms ticks.
+    """
+    return ((~pid) << 3) | 2  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+
+
+def process_cpu_s(clock: int | None) -> float:
+    return time.clock_gettime(clock) if clock is not None else 0.0
 
 
 def _memfd(name: str, data: bytes = b"") -> int:
@@ -125,7 +141,7 @@ def spawn(argv: Sequence[str], env: dict[str, str], stdin: bytes, plugin: str, c
     actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
     rss_file = RSS_DIR[0] / f"rss-{next(CALL_SEQ)}" if RSS_DIR else None
     if rss_file is not None:
-        argv = [TIME, "-f", "%M %U %S", "-o", str(rss_file), *argv]
+        argv = [TIME, "-f", "%M", "-o", str(rss_file), *argv]
     t0 = time.perf_counter()
     pid = os.posix_spawn(argv[0], list(argv), env, file_actions=actions)
     LIVE_PIDS.add(pid)
@@ -135,12 +151,14 @@ def spawn(argv: Sequence[str], env: dict[str, str], stdin: bytes, plugin: str, c
 def finish(run: Running, status: int, rusage: Any, t1: float) -> Call:
     LIVE_PIDS.discard(run.pid)
     os.close(run.fds[0])
-    maxrss, cpu = rusage.ru_maxrss, -1.0
+    # wait4's times, not /usr/bin/time's: it prints them in whole hundredths, truncated, which
+    # reads a 14 ms process as 10 ms and a 9 ms one as 0.
+    maxrss, cpu = rusage.ru_maxrss, rusage.ru_utime + rusage.ru_stime
     if run.rss_file is not None:
         last = (run.rss_file.read_text().strip().splitlines() or [""])[-1].split()
         run.rss_file.unlink()
         with contextlib.suppress(ValueError):
-            maxrss, cpu = int(last[0]), float(last[1]) + float(last[2])
+            maxrss = int(last[0])
     return Call(
         run.plugin,
         run.command,
@@ -228,6 +246,14 @@ class Plugin:
     seq: int = 0
     results: dict[str, dict] = field(default_factory=dict)  # container id -> ADD result
     extra_env: dict[str, str] = field(default_factory=dict)  # LOXI_AGENT_SOCKET: '' in-process, or the agent's
+    agent_clock: int | None = None  # loxi-agent's CPU clock, for the calls it serves
+
+    def run_one(self, command: str, cid: str = "", pod: str = "", prev: dict | None = None) -> Call:
+        """One call, with the agent's CPU time while it ran."""
+        before = process_cpu_s(self.agent_clock)
+        call = wait_one(self.start(command, cid, pod, prev))
+        call.agent_cpu_s = process_cpu_s(self.agent_clock) - before
+        return call
 
     def conf(self, prev_result: dict | None = None) -> bytes:
         conf: dict[str, Any] = {
@@ -306,34 +332,38 @@ class Plugin:
     # -- single calls
 
     def version(self) -> None:
-        call = wait_one(self.start("VERSION"))
+        call = self.run_one("VERSION")
         self.check_version(call)
         self.record("VERSION", call)
 
     def add(self, label: str, pod: str) -> str:
         cid = self.new_container()
-        call = wait_one(self.start("ADD", cid, pod))
+        call = self.run_one("ADD", cid, pod)
         self.check_add(call, pod)
         self.record(f"ADD{label}", call)
         return cid
 
     def check(self, label: str, cid: str, pod: str) -> None:
-        call = wait_one(self.start("CHECK", cid, pod, prev=self.results[cid]))
+        call = self.run_one("CHECK", cid, pod, prev=self.results[cid])
         self.check_check(call)
         self.record(f"CHECK{label}", call)
 
     def delete(self, label: str, cid: str, pod: str) -> None:
-        call = wait_one(self.start("DEL", cid, pod))
+        call = self.run_one("DEL", cid, pod)
         self.check_del(call, pod)
         self.record(f"DEL{label}", call)
 
     # -- many at a time
 
-    def many(self, command: str, jobs: list[tuple[str, str]], width: int) -> tuple[float, list[Call]]:
-        """Run `command` for every (container id, pod) with `width` in flight; total seconds and the calls."""
+    def many(self, command: str, jobs: list[tuple[str, str]], width: int) -> tuple[float, list[Call], float]:
+        """Run `command` for every (container id, pod) with `width` in flight.
+
+        Returns the total seconds, the calls, and the agent's CPU seconds over them all.
+        """
         pending = list(jobs)
         running: dict[int, Running] = {}
         calls: list[Call] = []
+        agent_before = process_cpu_s(self.agent_clock)
         t0 = time.perf_counter()
         while pending or running:
             while pending and len(running) < width:
@@ -341,16 +371,17 @@ class Plugin:
                 run = self.start(command, cid, pod)
                 running[run.pid] = run
             calls.append(wait_any(running))
-        return time.perf_counter() - t0, calls
+        total = time.perf_counter() - t0
+        return total, calls, process_cpu_s(self.agent_clock) - agent_before
 
     def burst(self, size: int, width: int) -> None:
         pods = self.scratch[:size]
         jobs = [(self.new_container(), pod) for pod in pods]
         pod_of = dict(jobs)
-        add_s, adds = self.many("ADD", jobs, width)
+        add_s, adds, add_agent_cpu = self.many("ADD", jobs, width)
         for call in adds:
             self.check_add(call, pod_of[call.container_id])
-        del_s, dels = self.many("DEL", jobs, width)
+        del_s, dels, del_agent_cpu = self.many("DEL", jobs, width)
         node_links = {link["ifname"] for link in ip_json(self.node, "link", "show")}
         for call in dels:
             self.check_del(call, pod_of[call.container_id], node_links)
@@ -364,8 +395,10 @@ class Plugin:
                 "del_pods_per_s": size / del_s,
                 "add_call_median_ms": 1000 * statistics.median(c.wall_s for c in adds),
                 "add_call_maxrss_kb": max(c.maxrss_kb for c in adds),
-                "add_call_cpu_mean_ms": 1000 * statistics.fmean(c.cpu_s for c in adds),
-                "del_call_cpu_mean_ms": 1000 * statistics.fmean(c.cpu_s for c in dels),
+                # CPU per pod: the calls' processes and the agent's share, all of it
+                "add_cpu_per_pod_ms": 1000 * (sum(c.cpu_s for c in adds) + add_agent_cpu) / size,
+                "del_cpu_per_pod_ms": 1000 * (sum(c.cpu_s for c in dels) + del_agent_cpu) / size,
+                "add_agent_cpu_per_pod_ms": 1000 * add_agent_cpu / size,
             }
         )
 
@@ -373,7 +406,7 @@ class Plugin:
         """Attach the background pods with `via` (this plugin, or the fast reference one on this node's bridge)."""
         jobs = [(self.new_container(), pod) for pod in self.background]
         pod_of = dict(jobs)
-        total, adds = via.many("ADD", jobs, width)
+        total, adds, _ = via.many("ADD", jobs, width)
         for call in adds:
             self.check_add(call, pod_of[call.container_id])
         return total
@@ -401,7 +434,8 @@ def summarize(calls: list[Call]) -> dict[str, Any]:
         "max_ms": max(walls),
         "min_ms": min(walls),
         "peak_rss_median_mb": statistics.median(rss),
-        "cpu_mean_ms": 1000 * statistics.fmean(c.cpu_s for c in calls),  # /usr/bin/time counts in 10 ms ticks
+        "cpu_mean_ms": 1000 * statistics.fmean(c.cpu_s + c.agent_cpu_s for c in calls),
+        "agent_cpu_mean_ms": 1000 * statistics.fmean(c.agent_cpu_s for c in calls),
         "peak_rss_max_mb": max(rss),
     }
 
@@ -411,10 +445,10 @@ COMMANDS = ("VERSION", "ADD", "CHECK", "DEL")
 
 def figures(plugins: list[Plugin], background: int) -> list[dict[str, Any]]:
     """Every reported figure, per plugin, with the ratio loxi-cni / reference."""
-    per: dict[str, dict[str, float]] = {p.key: {} for p in plugins}
+    per: dict[str, dict[str, float | None]] = {p.key: {} for p in plugins}
     order: list[tuple[str, str]] = []  # (figure name, unit)
 
-    def put(plugin: str, name: str, unit: str, value: float) -> None:
+    def put(plugin: str, name: str, unit: str, value: float | None) -> None:
         if (name, unit) not in order:
             order.append((name, unit))
         per[plugin][name] = value
@@ -428,7 +462,9 @@ def figures(plugins: list[Plugin], background: int) -> list[dict[str, Any]]:
             put(p.key, f"{cmd} median", "ms", s["median_ms"])
             put(p.key, f"{cmd} p95", "ms", s["p95_ms"])
             put(p.key, f"{cmd} max", "ms", s["max_ms"])
-            put(p.key, f"{cmd} CPU user+sys (mean of 10 ms ticks)", "ms", s["cpu_mean_ms"])
+            put(p.key, f"{cmd} CPU, processes + agent (mean)", "ms", s["cpu_mean_ms"])
+            agent_cpu = s["agent_cpu_mean_ms"] if p.agent_clock is not None else None
+            put(p.key, f"{cmd} CPU, of which loxi-agent (mean)", "ms", agent_cpu)
             put(p.key, f"{cmd} peak RSS (median)", "MB", s["peak_rss_median_mb"])
         if p.first_add:
             put(p.key, "first ADD (creates the bridge)", "ms", 1000 * p.first_add.wall_s)
@@ -450,9 +486,17 @@ def figures(plugins: list[Plugin], background: int) -> list[dict[str, Any]]:
             put(p.key, f"{tag}: total", "s", b["add_total_s"])
             put(p.key, f"{tag}: pods/s", "pods/s", b["add_pods_per_s"])
             put(p.key, f"{tag}: per-call median", "ms", b["add_call_median_ms"])
-            put(p.key, f"{tag}: per-call CPU (mean)", "ms", b["add_call_cpu_mean_ms"])
+            put(p.key, f"{tag}: CPU per pod, processes + agent", "ms", b["add_cpu_per_pod_ms"])
+            agent_cpu = b["add_agent_cpu_per_pod_ms"] if p.agent_clock is not None else None
+            put(p.key, f"{tag}: CPU per pod, of which loxi-agent", "ms", agent_cpu)
             put(p.key, f"burst {b['size']} DELs {b['width']} at a time: total", "s", b["del_total_s"])
             put(p.key, f"burst {b['size']} DELs {b['width']} at a time: pods/s", "pods/s", b["del_pods_per_s"])
+            put(
+                p.key,
+                f"burst {b['size']} DELs {b['width']} at a time: CPU per pod, processes + agent",
+                "ms",
+                b["del_cpu_per_pod_ms"],
+            )
     rows = []
     for name, unit in order:
         row: dict[str, Any] = {"figure": name, "unit": unit}
@@ -638,6 +682,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
                 p.extra_env["LOXI_AGENT_SOCKET"] = ""  # in-process, even if a node agent runs here
             elif key == AGENT and agent is not None:
                 p.extra_env["LOXI_AGENT_SOCKET"] = str(agent[1])
+                p.agent_clock = process_cpu_clock(agent[0].pid)
             plugins.append(p)
             log(f"{key}: creating {1 + len(p.scratch) + len(p.background)} namespaces")
             create_netns([p.node, *p.scratch, *p.background])
@@ -657,7 +702,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
             call = wait_one(p.start("ADD", cid, p.scratch[0]))
             p.check_add(call, p.scratch[0])
             p.first_add = call
-            p.check_del(wait_one(p.start("DEL", cid, p.scratch[0])), p.scratch[0])
+            p.check_del(p.run_one("DEL", cid, p.scratch[0]), p.scratch[0])
 
         def rounds(label: str, check: bool = True) -> None:
             for i in range(settings.rounds):
@@ -798,7 +843,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" burst {settings.burst} x {settings.width} in flight; background pods attached by"
         f" {report['settings']['background_by']}; loxi-cni = {report['settings']['plugin']}\n"
         f"wall = spawn to reap of `time nsenter --net=NODE -- PLUGIN` (floor with /bin/true:"
-        f" {report['harness_floor']['median_ms']:.1f} ms median); RSS = the plugin's peak (time %M)"
+        f" {report['harness_floor']['median_ms']:.1f} ms median, {report['harness_floor']['cpu_mean_ms']:.1f} ms CPU);"
+        f" RSS = the plugin's peak (time %M)\n"
+        "CPU = user + system time of the call's processes (time, nsenter, the plugin and what it runs, from wait4)"
+        " + loxi-agent's while it served the call"
     )
     keys = list(report["plugins"])
     print(render(report["figures"], keys, header))

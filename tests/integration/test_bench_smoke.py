@@ -57,6 +57,19 @@ def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
         if reference:
             assert row["ratio"] == row["loxi-cni"] / row["bridge"]
             assert row["ratio_agent"] == row["loxi-cni+agent"] / row["bridge"]
+    # CPU: the call's processes from wait4 (never less than the harness's own /bin/true call), and
+    # loxi-agent's share only in its column; an ADD through the agent costs the agent CPU time.
+    floor_cpu = report["harness_floor"]["cpu_mean_ms"]
+    assert floor_cpu > 0
+    for command in ("ADD", "CHECK", "DEL"):
+        row = figures[f"{command} CPU, processes + agent (mean)"]
+        assert all(row[key] > floor_cpu for key in expected), (row, floor_cpu)
+        share = figures[f"{command} CPU, of which loxi-agent (mean)"]
+        assert share["loxi-cni+agent"] > 0 and share["loxi-cni"] is None, share
+        assert share["loxi-cni+agent"] < row["loxi-cni+agent"]
+        if reference:
+            assert share["bridge"] is None and share["ratio_agent"] is None
+    assert figures["VERSION CPU, of which loxi-agent (mean)"]["loxi-cni+agent"] < 1  # the client answers VERSION
     loaded = figures[f"ADD median, {report['settings']['background_pods']} pods attached"]
     assert all(loaded[key] > 0 for key in expected)
     assert any(name.startswith("burst ") and name.endswith("pods/s") for name in figures)
