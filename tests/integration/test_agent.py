@@ -47,6 +47,45 @@ def test_the_agent_serves_add_check_del_from_a_node_namespace(node, agent):
     assert "loxi-agent: listening" in agent.log.read_text()
 
 
+def agent_cpu_s(agent: AgentProcess) -> float:
+    """The agent's CPU time, all threads (clock_getcpuclockid of another process): it grows only when it serves."""
+    return time.clock_gettime(((~agent.proc.pid) << 3) | 2)
+
+
+def test_the_conf_key_agent_socket_routes_calls_to_that_agent(node, agent):
+    pod = node.pod()
+    conf = {**make_conf(node.data_dir), "agentSocket": str(agent.socket)}
+    no_env = {"LOXI_AGENT_SOCKET": None}  # as a runtime runs it: only the conf names the socket
+    before = agent_cpu_s(agent)
+    add = node.cni("ADD", conf, container_id="conf-socket", netns=pod.path, env=no_env)
+    assert add.rc == 0, add
+    served = agent_cpu_s(agent) - before
+    assert served > 0.001, f"the agent spent {served * 1000:.2f} ms: it did not serve the ADD"
+    assert pod.addresses("eth0") == ["10.244.1.2/24"]
+    # LOXI_AGENT_SOCKET='' (in-process) overrides the conf: the agent stays idle
+    before = agent_cpu_s(agent)
+    check = node.cni(
+        "CHECK",
+        {**conf, "prevResult": add.json},
+        container_id="conf-socket",
+        netns=pod.path,
+        env={"LOXI_AGENT_SOCKET": ""},
+    )
+    assert check.rc == 0, check
+    assert agent_cpu_s(agent) - before < served / 2
+    # a relative path is refused by the schema, whichever process runs the engine
+    bad = node.cni(
+        "CHECK",
+        {**conf, "agentSocket": "agent.sock", "prevResult": add.json},
+        container_id="conf-socket",
+        netns=pod.path,
+        env=no_env,
+    )
+    assert bad.rc == 1 and bad.json["code"] == 7 and "agentSocket" in bad.json["msg"], bad
+    assert node.cni("DEL", conf, container_id="conf-socket", netns=pod.path, env=no_env).rc == 0
+    assert node.ns.loxi_links() == [] and node.store_files("loxilight_cni") == []
+
+
 def test_socket_is_root_only(agent):
     assert stat.S_IMODE(agent.socket.stat().st_mode) == 0o600
     assert stat.S_IMODE(agent.socket.parent.stat().st_mode) == 0o700

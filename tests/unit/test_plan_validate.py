@@ -211,6 +211,13 @@ def test_unknown_keys_warn_with_did_you_mean_and_strict_makes_them_errors():
     assert not strict.valid and strict.errors == 3 and "warning" not in strict.problems[0].format()
 
 
+def test_agent_socket_is_a_known_key_and_must_be_an_absolute_socket_path():
+    assert lines(conf(agentSocket="/run/loxi/other.sock"), strict=True) == []
+    assert lines(conf(agentSocket="agent.sock")) == ["c.conf:6:18: agentSocket: 'agent.sock' does not match '^/'"]
+    [too_long] = lines(conf(agentSocket="/" + "a" * 107))
+    assert too_long.startswith("c.conf:6:18: agentSocket: ") and "is too long" in too_long
+
+
 def test_unknown_keys_are_looked_for_inside_nested_objects_only_where_loxi_owns_them():
     ipam = {"type": "host-local", "subnet": "10.0.0.0/24", "rangestart": "10.0.0.5", "dns": {"nameservers": []}}
     assert lines(conf(ipam=ipam)) == [
