@@ -702,7 +702,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
             call = wait_one(p.start("ADD", cid, p.scratch[0]))
             p.check_add(call, p.scratch[0])
             p.first_add = call
-            p.check_del(p.run_one("DEL", cid, p.scratch[0]), p.scratch[0])
+            p.check_del(wait_one(p.start("DEL", cid, p.scratch[0])), p.scratch[0])
 
         def rounds(label: str, check: bool = True) -> None:
             for i in range(settings.rounds):
