@@ -264,6 +264,17 @@ def cmd_gc(conf: NetConf, request: CniRequest) -> list[str]:
     return removed
 
 
+PROBE_PREFIX = "lxprb"
+
+
+def probe_bridge_name() -> str:
+    """`lxprb` + 8 random hex digits: unique per call, not per process, because
+    one loxi-agent process serves concurrent STATUS calls (a pid-derived name
+    made them collide with EEXIST). 13 characters, so `<probe>.1` fits IFNAMSIZ;
+    not `loxi…`, so nothing mistakes it for a pod's host veth."""
+    return PROBE_PREFIX + os.urandom(4).hex()
+
+
 def missing_kernel_features(ipr: Any, conf: NetConf) -> list[str]:
     """Probe, with a short-lived bridge of our own, for what a VLAN conf needs.
 
@@ -272,7 +283,7 @@ def missing_kernel_features(ipr: Any, conf: NetConf) -> list[str]:
     """
     if not (conf.vlan or conf.vlan_trunk):
         return []
-    probe = f"loxiprobe{os.getpid() % 100000}"
+    probe = probe_bridge_name()
     missing = []
     try:
         ipr.link("add", ifname=probe, kind="bridge", br_vlan_filtering=1)
