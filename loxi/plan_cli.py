@@ -126,13 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
     show = _sub(
         subparsers,
         "show",
-        "Show what loxi-cni manages on this node: bridges, attachments, pool usage, and what looks leaked.",
-        "loxi-plan show --conf /etc/cni/net.d/10-loxilight.conflist",
+        "Show what loxi-cni manages on this node: networks, bridges, attachments, pool usage, and what is leaked.",
+        "loxi-plan show",
     )
     show.add_argument("--node-netns", metavar="PATH", help="inspect this namespace as the node")
-    show.add_argument("--data-dir", metavar="DIR", help="host-local dataDir to scan (default: /var/lib/cni/networks)")
     show.add_argument(
-        "--conf", metavar="CONF", action="append", default=[], help="a conf whose pools to report (repeat)"
+        "--cni-conf-dir",
+        metavar="DIR",
+        help="the runtime's conf directory to read (default: $NETCONFPATH, else /etc/cni/net.d)",
+    )
+    show.add_argument(
+        "--conf", metavar="CONF", action="append", default=[], help="read only this conf, not the conf dir (repeat)"
+    )
+    show.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="also report every network store in this host-local dataDir (repeat)",
     )
     show.add_argument("--output", choices=["text", "json"], default="text")
     show.set_defaults(handler=_show)
@@ -287,18 +298,13 @@ def _graph(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _show(args: argparse.Namespace, out: TextIO) -> int:
-    from intent.ipam_config import DEFAULT_DATA_DIR, load_host_local
-    from loxi.plan.conf import load_conf
+    from loxi.plan.confdir import default_conf_dir
     from loxi.plan.inventory import take_inventory
     from loxi.plan.render import inventory_text
 
     node = _enter_node(args.node_netns)
-    configs = {}
-    for path in args.conf:
-        config = load_host_local(load_conf(path).doc, {})
-        configs[(config.data_dir, config.network_name)] = config
-    data_dirs = [os.path.normpath(args.data_dir or DEFAULT_DATA_DIR), *(key[0] for key in configs)]
-    inventory = take_inventory(data_dirs, configs, node)
+    conf_dir = os.path.normpath(args.cni_conf_dir or default_conf_dir())
+    inventory = take_inventory(conf_dir, args.conf, args.data_dir, node)
     if args.output == "json":
         _json(inventory.to_dict(), out)
     else:

@@ -1,10 +1,13 @@
-"""`show`: what loxi-cni manages on a node, from the two places it leaves traces.
+"""`show`: what loxi-cni manages on a node, from the confs its runtime reads, the IPAM stores and the kernel.
 
-The IPAM store says which attachments hold addresses; the kernel says which
-loxi veths exist and on which bridge. Host veth names are a pure function of
-(network, container id, ifname), so the two can be joined without any record
-file, and whatever is on one side only is reported as leaked. Reading is split
-from joining: `build_inventory` is pure, so it is tested on plain data.
+The confs (`loxi.plan.confdir`: the runtime's conf directory, or `--conf`) say
+which loxi-cni networks exist, with their bridges, stores and pools. The kernel
+says which loxi host veths exist, whose they are (their alias) and where their
+peers are, so every attachment is listed with its pod namespace and addresses
+whether or not its store was found. The stores say which attachments hold
+addresses. What is live, leaked or unaccounted is `loxi.liveness.classify`'s
+call, the same one the agent's reconciler makes. Gathering (`take_inventory`)
+is split from laying out (`build_inventory`, pure, tested on plain data).
 """
 
 from __future__ import annotations
@@ -14,49 +17,86 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from applier.ipam import Allocation, HostLocalStore
-from compiler.graph import HOST_VETH_PREFIX, host_veth_name
-from compiler.model import NODE_NS, Attachment
-from intent.ipam_config import DEFAULT_DATA_DIR, NETWORK_NAME_RE, HostLocalConfig, RangeSet
+from compiler.model import NODE_NS
+from intent.ipam_config import DEFAULT_DATA_DIR, RangeSet
+from loxi.liveness import (
+    ATTACHED,
+    BUSY,
+    LEAKED,
+    UNACCOUNTED,
+    AllocationTrace,
+    Evidence,
+    Owner,
+    Verdict,
+    VethTrace,
+    classify,
+    unclaimed,
+)
+from loxi.nodefacts import LinkInfo, PodEnd, loxi_veths
+from loxi.plan.confdir import ConfProblem, NetworkConf
 
-IFF_UP = 0x1
-ALLOCATION_WITHOUT_VETH = "allocation-without-veth"
-VETH_WITHOUT_ALLOCATION = "veth-without-allocation"
-
-
-@dataclass(frozen=True)
-class LinkInfo:
-    name: str
-    index: int
-    kind: str | None
-    master: int | None
-    up: bool
+__all__ = ["Facts", "Inventory", "LinkInfo", "StoreContent", "build_inventory", "take_inventory"]
 
 
 @dataclass(frozen=True)
 class StoreContent:
     data_dir: str
     network: str
-    allocations: tuple[Allocation, ...]
+    allocations: tuple[AllocationTrace, ...] | None  # None: no store of the network in data_dir
+
+    @property
+    def store_dir(self) -> str:
+        return os.path.join(self.data_dir, self.network)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything `build_inventory` joins, as read from the node."""
+
+    links: tuple[LinkInfo, ...]
+    veths: tuple[VethTrace, ...]
+    stores: tuple[StoreContent, ...]
+    networks: tuple[NetworkConf, ...] = ()
+    evidence: Evidence = field(default_factory=Evidence)
+    pod_ends: Mapping[str, PodEnd] = field(default_factory=dict)  # host veth → its peer, read in the pod
+    node_netns: str = ""
+    conf_files: tuple[str, ...] = ()
+    conf_problems: tuple[ConfProblem, ...] = ()
 
 
 @dataclass(frozen=True)
 class AttachmentRow:
-    ip: str
-    container_id: str
-    ifname: str  # "" for a legacy lease file that names only the container
-    host_veth: str | None  # None when the ifname is unknown
+    state: str  # loxi.liveness: attached, unaccounted, leaked, busy
+    kind: str
+    network: str | None
+    container_id: str | None
+    ifname: str | None
+    host_veth: str | None
     veth_exists: bool
     bridge: str | None
+    netns: str | None  # the pod's namespace, found through the veth's peer
+    pod_ifname: str | None
+    addresses: tuple[str, ...]  # on the pod's interface, as the kernel has them
+    lease: tuple[str, ...]  # what the store holds for the attachment
+    store_dir: str | None
+    detail: str
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ip": self.ip,
+            "state": self.state,
+            "kind": self.kind,
+            "network": self.network,
             "container_id": self.container_id,
             "ifname": self.ifname or None,
             "host_veth": self.host_veth,
             "veth_exists": self.veth_exists,
             "bridge": self.bridge,
+            "netns": self.netns,
+            "pod_ifname": self.pod_ifname,
+            "addresses": list(self.addresses),
+            "lease": list(self.lease),
+            "store_dir": self.store_dir,
+            "detail": self.detail,
         }
 
 
@@ -74,16 +114,23 @@ class PoolUsage:
 @dataclass(frozen=True)
 class NetworkRow:
     name: str
-    store_dir: str
-    attachments: tuple[AttachmentRow, ...]
-    pools: tuple[PoolUsage, ...] = ()  # known only when the network's conf was given
+    source: str | None  # the conf file that defines it; None for a store found without a conf
+    bridge: str | None
+    ipam: str | None  # the IPAM type; None when unknown (no conf) or absent
+    store_dir: str | None
+    store_found: bool
+    allocations: int
+    pools: tuple[PoolUsage, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "source": self.source,
+            "bridge": self.bridge,
+            "ipam": self.ipam,
             "store_dir": self.store_dir,
-            "allocations": len(self.attachments),
-            "attachments": [a.to_dict() for a in self.attachments],
+            "store_found": self.store_found,
+            "allocations": self.allocations,
             "pools": [p.to_dict() for p in self.pools] or None,
         }
 
@@ -100,9 +147,9 @@ class BridgeRow:
 
 
 @dataclass(frozen=True)
-class Leak:
+class Finding:
     kind: str
-    name: str  # the veth, or the address of the allocation
+    name: str  # the veth, or the addresses of the allocation
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,61 +159,59 @@ class Leak:
 @dataclass(frozen=True)
 class Inventory:
     node_netns: str
+    conf_source: str
+    conf_files: tuple[str, ...]
+    conf_problems: tuple[ConfProblem, ...]
     data_dirs: tuple[str, ...]
     bridges: tuple[BridgeRow, ...]
     networks: tuple[NetworkRow, ...]
-    leaks: tuple[Leak, ...] = field(default_factory=tuple)
+    attachments: tuple[AttachmentRow, ...]
+
+    def _findings(self, state: str) -> tuple[Finding, ...]:
+        return tuple(
+            Finding(a.kind, a.host_veth if a.veth_exists else ", ".join(a.lease) or str(a.host_veth), a.detail)
+            for a in self.attachments
+            if a.state == state
+        )
+
+    @property
+    def leaks(self) -> tuple[Finding, ...]:
+        return self._findings(LEAKED)
+
+    @property
+    def unaccounted(self) -> tuple[Finding, ...]:
+        return self._findings(UNACCOUNTED)
+
+    @property
+    def busy(self) -> tuple[Finding, ...]:
+        return self._findings(BUSY)
+
+    def count(self, state: str) -> int:
+        return sum(1 for a in self.attachments if a.state == state)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format_version": 1,
+            "format_version": 2,
             "node_netns": self.node_netns or None,
+            "confs": {
+                "source": self.conf_source,
+                "files": list(self.conf_files),
+                "problems": [p.to_dict() for p in self.conf_problems],
+            },
             "data_dirs": list(self.data_dirs),
             "bridges": [b.to_dict() for b in self.bridges],
             "networks": [n.to_dict() for n in self.networks],
-            "leaks": [leak.to_dict() for leak in self.leaks],
+            "attachments": [a.to_dict() for a in self.attachments],
+            "summary": {state: self.count(state) for state in (ATTACHED, UNACCOUNTED, LEAKED, BUSY)},
+            "leaks": [f.to_dict() for f in self.leaks],
+            "unaccounted": [f.to_dict() for f in self.unaccounted],
         }
-
-
-# -- reading ------------------------------------------------------------------
-
-
-def read_links(ipr: Any) -> list[LinkInfo]:
-    """One dump of the node's links."""
-    links = []
-    for msg in ipr.get_links():
-        info = msg.get("IFLA_LINKINFO")
-        links.append(
-            LinkInfo(
-                name=msg.get("IFLA_IFNAME"),
-                index=msg["index"],
-                kind=info.get("IFLA_INFO_KIND") if info else None,
-                master=msg.get("IFLA_MASTER") or None,
-                up=bool(msg["flags"] & IFF_UP),
-            )
-        )
-    return links
-
-
-def read_stores(data_dir: str) -> list[StoreContent]:
-    """Every network store under `data_dir` (a missing directory holds none)."""
-    try:
-        entries = sorted(os.scandir(data_dir), key=lambda e: e.name)
-    except FileNotFoundError:
-        return []
-    out = []
-    for entry in entries:
-        if not entry.is_dir(follow_symlinks=False) or not NETWORK_NAME_RE.fullmatch(entry.name):
-            continue
-        store = HostLocalStore(HostLocalConfig(network_name=entry.name, data_dir=data_dir, range_sets=()))
-        out.append(StoreContent(data_dir, entry.name, tuple(store.allocations())))
-    return out
 
 
 # -- joining --------------------------------------------------------------------
 
 
-def _pool_usage(range_sets: Sequence[RangeSet], allocations: Iterable[Allocation]) -> tuple[PoolUsage, ...]:
+def _pool_usage(range_sets: Sequence[RangeSet], allocations: Iterable[AllocationTrace]) -> tuple[PoolUsage, ...]:
     ips = [a.ip for a in allocations]
     pools = []
     for index, rset in enumerate(range_sets):
@@ -180,79 +225,183 @@ def _pool_usage(range_sets: Sequence[RangeSet], allocations: Iterable[Allocation
     return tuple(pools)
 
 
-def build_inventory(
-    links: Sequence[LinkInfo],
-    stores: Sequence[StoreContent],
-    configs: Mapping[tuple[str, str], HostLocalConfig] | None = None,
-    node_netns: str = "",
-) -> Inventory:
-    """Join the store and the kernel. `configs` ((data dir, network) → config) adds pool usage."""
-    configs = configs or {}
-    by_name = {link.name: link for link in links}
-    by_index = {link.index: link for link in links}
-    expected: set[str] = set()
-    networks, leaks = [], []
-    for store in stores:
-        rows = []
-        for allocation in store.allocations:
-            veth = None
-            if allocation.ifname:
-                veth = host_veth_name(Attachment(store.network, allocation.container_id, allocation.ifname, ""))
-                expected.add(veth)
-            link = by_name.get(veth) if veth else None
-            master = by_index.get(link.master) if link and link.master else None
-            rows.append(
-                AttachmentRow(
-                    str(allocation.ip),
-                    allocation.container_id,
-                    allocation.ifname,
-                    veth,
-                    link is not None,
-                    master.name if master else None,
-                )
-            )
-            if veth and link is None:
-                owner = f"{allocation.container_id}/{allocation.ifname}"
-                detail = f"{store.network}: {owner} holds {allocation.ip}, but its host veth {veth} does not exist"
-                leaks.append(Leak(ALLOCATION_WITHOUT_VETH, str(allocation.ip), detail))
-        config = configs.get((store.data_dir, store.network))
-        pools = _pool_usage(config.range_sets, store.allocations) if config else ()
-        networks.append(NetworkRow(store.network, os.path.join(store.data_dir, store.network), tuple(rows), pools))
+def _row(verdict: Verdict, pod_ends: Mapping[str, PodEnd]) -> AttachmentRow:
+    veth = verdict.veth
+    owner: Owner | tuple[None, None, None] = verdict.owner or (None, None, None)
+    end = pod_ends.get(veth.name) if veth else None
+    stores = dict.fromkeys(a.store_dir for a in verdict.allocations)
+    return AttachmentRow(
+        state=verdict.state,
+        kind=verdict.kind,
+        network=owner[0],
+        container_id=owner[1],
+        ifname=owner[2],
+        host_veth=verdict.expected_veth,
+        veth_exists=veth is not None,
+        bridge=veth.bridge if veth else None,
+        netns=veth.peer_netns if veth else None,
+        pod_ifname=end.ifname if end else None,
+        addresses=end.addresses if end else (),
+        lease=tuple(str(a.ip) for a in verdict.allocations),
+        store_dir=", ".join(stores) or None,
+        detail=verdict.detail,
+    )
 
-    loxi_links = [link for link in links if link.name.startswith(HOST_VETH_PREFIX) and link.kind == "veth"]
-    for link in loxi_links:
-        if link.name not in expected:
-            master = by_index.get(link.master) if link.master else None
-            where = f" on {master.name}" if master else ""
-            detail = (
-                f"veth {link.name}{where}: no allocation in the IPAM store names it (or its IPAM is not host-local)"
-            )
-            leaks.append(Leak(VETH_WITHOUT_ALLOCATION, link.name, detail))
 
+def _network_rows(facts: Facts) -> tuple[NetworkRow, ...]:
+    found = {(s.data_dir, s.network): s for s in facts.stores}
+    rows = []
+    defined = set()
+    for net in facts.networks:
+        defined.add(net.name)
+        store = found.get((net.host_local.data_dir, net.name)) if net.host_local else None
+        allocations = store.allocations if store and store.allocations is not None else ()
+        pools = _pool_usage(net.host_local.range_sets, allocations) if net.host_local else ()
+        rows.append(
+            NetworkRow(
+                net.name,
+                net.source,
+                net.bridge,
+                net.ipam_type,
+                net.store_dir,
+                bool(store and store.allocations is not None),
+                len(allocations),
+                pools,
+            )
+        )
+    for store in facts.stores:
+        if store.network in defined or store.allocations is None:
+            continue
+        rows.append(NetworkRow(store.network, None, None, None, store.store_dir, True, len(store.allocations)))
+    return tuple(rows)
+
+
+def _bridges(links: Sequence[LinkInfo]) -> tuple[BridgeRow, ...]:
+    loxi = {link.index for link in loxi_veths(links)}
     bridges = []
     for link in links:
         if link.kind != "bridge":
             continue
         ports = [port for port in links if port.master == link.index]
-        loxi_ports = tuple(sorted(p.name for p in ports if p in loxi_links))
+        loxi_ports = tuple(sorted(p.name for p in ports if p.index in loxi))
         if loxi_ports:
             bridges.append(BridgeRow(link.name, link.up, loxi_ports, len(ports)))
-    data_dirs = tuple(dict.fromkeys(store.data_dir for store in stores))
-    return Inventory(node_netns, data_dirs, tuple(bridges), tuple(networks), tuple(leaks))
+    return tuple(bridges)
+
+
+def build_inventory(facts: Facts, conf_source: str = "") -> Inventory:
+    """Classify and lay out the facts."""
+    allocations = [a for store in facts.stores for a in store.allocations or ()]
+    verdicts = classify(facts.veths, allocations, facts.evidence)
+    data_dirs = tuple(dict.fromkeys(s.data_dir for s in facts.stores))
+    return Inventory(
+        facts.node_netns,
+        conf_source or facts.evidence.conf_source,
+        facts.conf_files,
+        facts.conf_problems,
+        data_dirs,
+        _bridges(facts.links),
+        _network_rows(facts),
+        tuple(_row(v, facts.pod_ends) for v in verdicts),
+    )
+
+
+# -- gathering ----------------------------------------------------------------------
+
+
+def _read_stores(
+    networks: Sequence[NetworkConf], named: Iterable[str], data_dirs: Sequence[str]
+) -> tuple[list[StoreContent], dict[str, tuple[str, ...]]]:
+    """The stores of the confs' networks, every store in `data_dirs`, and, for networks no conf defines but
+    a veth names, their stores in the default data dir and `data_dirs`. Also where each network was looked for."""
+    from loxi.nodefacts import read_store, store_networks
+
+    read: dict[tuple[str, str], StoreContent] = {}
+    looked: dict[str, list[str]] = {}
+
+    def look(data_dir: str, network: str) -> None:
+        key = (os.path.normpath(data_dir), network)
+        looked.setdefault(network, [])
+        store_dir = os.path.join(*key)
+        if store_dir not in looked[network]:
+            looked[network].append(store_dir)
+        if key not in read:
+            read[key] = StoreContent(key[0], network, read_store(*key))
+
+    for net in networks:
+        if net.host_local:
+            look(net.host_local.data_dir, net.name)
+    for data_dir in data_dirs:
+        for network in store_networks(data_dir):
+            look(data_dir, network)
+    defined = {net.name for net in networks}
+    for network in named:
+        if network not in defined:
+            for data_dir in (DEFAULT_DATA_DIR, *data_dirs):
+                look(data_dir, network)
+    return list(read.values()), {network: tuple(dirs) for network, dirs in looked.items()}
+
+
+def _pod_ends(spaces: Any, veths: Sequence[VethTrace], links: Sequence[LinkInfo]) -> dict[str, PodEnd]:
+    from applier.netlink import addresses_of
+    from loxi.nodefacts import pod_end
+
+    by_index = {link.index: link for link in links}
+    ends = {}
+    for veth in veths:
+        if not veth.peer_alive or not veth.peer_index:
+            continue
+        if veth.peer_netns:
+            ends[veth.name] = pod_end(veth.peer_netns, veth.peer_index)
+        elif veth.peer_nsid is None and veth.peer_index in by_index:  # a peer left in the node's namespace
+            msgs = addresses_of(spaces.ipr(NODE_NS), veth.peer_index)
+            shown = tuple(f"{m.get_attr('IFA_LOCAL') or m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in msgs)
+            ends[veth.name] = PodEnd(by_index[veth.peer_index].name, shown)
+    return ends
 
 
 def take_inventory(
-    data_dirs: Sequence[str] = (DEFAULT_DATA_DIR,),
-    configs: Mapping[tuple[str, str], HostLocalConfig] | None = None,
+    conf_dir: str,
+    conf_paths: Sequence[str] = (),
+    data_dirs: Sequence[str] = (),
     node_netns: str = "",
 ) -> Inventory:
-    """Read the stores and one link dump of this thread's namespace, then join them."""
+    """Read the confs (`conf_paths`, else `conf_dir`), the node's links and namespaces, the stores, then join."""
     from applier.netns import Namespaces
+    from loxi.nodefacts import addresses_in_use, attachment_busy, namespaces, read_links, veth_traces
+    from loxi.plan.confdir import read_conf_dir, read_confs
 
-    stores = [store for data_dir in dict.fromkeys(data_dirs) for store in read_stores(data_dir)]
-    with Namespaces() as namespaces:
-        links = read_links(namespaces.ipr(NODE_NS))
-    inventory = build_inventory(links, stores, configs, node_netns)
-    return Inventory(
-        node_netns, tuple(dict.fromkeys(data_dirs)), inventory.bridges, inventory.networks, inventory.leaks
+    if conf_paths:
+        networks, files, problems, source = read_confs(conf_paths), tuple(conf_paths), [], "--conf"
+    else:
+        found_files, networks, problems = read_conf_dir(conf_dir)
+        files, source = tuple(found_files), conf_dir
+    delegated = {n.name: n.ipam_type or "none" for n in networks if n.host_local is None}
+    with Namespaces() as spaces:
+        ipr = spaces.ipr(NODE_NS)
+        links = read_links(ipr)
+        loxi = loxi_veths(links)
+        refs = namespaces(ipr) if any(link.peer_nsid is not None for link in loxi) else None
+        veths = veth_traces(links, refs or ())
+        named = [v.owner[0] for v in veths if v.owner]
+        stores, looked = _read_stores(networks, named, [os.path.normpath(d) for d in data_dirs])
+        allocations = [a for store in stores for a in store.allocations or ()]
+        orphans = unclaimed(veths, allocations)
+        busy = frozenset(a.owner for a in orphans if attachment_busy(a.owner))
+        wanted = {a.ip for a in orphans if a.owner not in busy}
+        if wanted and refs is None:
+            refs = namespaces(ipr, want_nsids=False)
+        in_use = addresses_in_use(refs or (), wanted)
+        ends = _pod_ends(spaces, veths, links)
+    evidence = Evidence(
+        stores_read=looked,
+        delegated=delegated,
+        busy=busy,
+        addresses_in_use=in_use,
+        defined=frozenset(n.name for n in networks),
+        conf_source=source,
     )
+    facts = Facts(
+        tuple(links), tuple(veths), tuple(stores), tuple(networks), evidence, ends, node_netns, files, tuple(problems)
+    )
+    return build_inventory(facts)
