@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from applier import caller_netns
 from compiler.model import NODE_NS, POD_NS
 from intent.errors import INVALID_NETNS, CniError
 
@@ -39,9 +40,12 @@ def _setns(fd: int) -> None:
 
 
 def same_namespace(path: str) -> bool:
-    """Is `path` the namespace this process runs in (CNI's code 8 case)?"""
+    """Is `path` the namespace this process runs in (CNI's code 8 case)?
+
+    Through loxi-agent, `path` is what the caller resolved (applier.caller_netns)
+    and this thread is in the caller's namespace: the same answer as in-process."""
     try:
-        a, b = os.stat(path), os.stat("/proc/thread-self/ns/net")
+        a, b = caller_netns.stat(path), os.stat("/proc/thread-self/ns/net")
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
@@ -57,10 +61,10 @@ def open_netns(path: str) -> int:
     """
     if not os.path.isabs(path):
         raise CniError(INVALID_NETNS, f"CNI_NETNS {path!r} is not an absolute path")
-    info = os.stat(path)  # FileNotFoundError propagates
+    info = caller_netns.stat(path)  # FileNotFoundError propagates
     if not stat.S_ISREG(info.st_mode):
         raise CniError(INVALID_NETNS, f"CNI_NETNS {path} is not a network namespace")
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    fd = caller_netns.open_path(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     try:
         kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
     except OSError:

@@ -23,8 +23,9 @@ import struct
 import sys
 import threading
 
+from applier import caller_netns
 from applier.netns import _setns
-from loxi.agent_protocol import DEFAULT_SOCKET, ProtocolError, encode_reply, recv_request
+from loxi.agent_protocol import CALLER_NETNS_KEY, DEFAULT_SOCKET, ProtocolError, encode_reply, recv_request
 from loxi.cni import run
 
 SO_PEERCRED_FORMAT = "3i"
@@ -49,13 +50,18 @@ class Handler(socketserver.BaseRequestHandler):
             sock.settimeout(self.server.request_timeout)
             environ, stdin, fds = recv_request(sock)
             sock.settimeout(None)  # the reply waits for the engine, however long a delegated IPAM takes
-            if len(fds) != 1:
+            if len(fds) not in (1, 2):
                 sock.sendall(encode_reply(1, b"the request carries no network namespace", refused=True))
+                return
+            view, refusal = _caller_view(environ, fds)
+            if refusal:
+                sock.sendall(encode_reply(1, refusal, refused=True))
                 return
             stdout, stderr = io.StringIO(), io.StringIO()
             _setns(fds[0])  # this thread only
             try:
-                rc = run(environ, io.BytesIO(stdin), stdout, stderr)
+                with caller_netns.installed(view):
+                    rc = run(environ, io.BytesIO(stdin), stdout, stderr)
             finally:
                 # Leave the caller's namespace before answering: once the runtime
                 # has its reply it may delete the pod's namespace, and a thread
@@ -69,6 +75,23 @@ class Handler(socketserver.BaseRequestHandler):
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+def _caller_view(environ: dict[str, str], fds: list[int]) -> tuple[caller_netns.CallerView | None, bytes]:
+    """How the caller resolved CNI_NETNS (see applier.caller_netns), or why the request is refused.
+
+    A client that does not say (an older one) is refused rather than served
+    with the agent's own reading of a per-process path: it then runs the call
+    in-process, where the answer is right."""
+    value = environ.pop(CALLER_NETNS_KEY, None)
+    path = environ.get("CNI_NETNS", "")
+    pod_fd = fds[1] if len(fds) == 2 else -1
+    if not path.startswith("/"):
+        return None, b"" if value is None and pod_fd < 0 else b"a CNI_NETNS view for a relative CNI_NETNS"
+    view = caller_netns.parse_view(path, value or "", pod_fd)
+    if view is None:
+        return None, b"the request does not say how the caller resolved CNI_NETNS"
+    return view, b""
 
 
 class AgentServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

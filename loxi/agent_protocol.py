@@ -10,7 +10,12 @@ most of its cost.
              client's environment (decoded by the agent as os.fsdecode does)
              ancillary (SCM_RIGHTS, with the first bytes): one descriptor of
              the caller's network namespace, so one agent serves plugins
-             started in any node namespace
+             started in any node namespace; a second one, the caller's open
+             CNI_NETNS, when the env says `LOXI_CALLER_NETNS=fd`
+             LOXI_CALLER_NETNS (added by the client, never forwarded from its
+             environment): how the caller itself resolved an absolute
+             CNI_NETNS, `fd`, `mode:N` (not a regular file) or `errno:N`, so
+             /proc/self/... means the caller's file (applier.caller_netns)
     reply    b"LOXI\\x02" | kind 1 byte | status i32 | body length u32 | body
              kind b"R": body is the plugin's stdout, status its exit status
              kind b"E": refused (body: why); the client runs the call itself
@@ -37,6 +42,7 @@ REQUEST_HEADER = len(MAGIC) + 8
 REPLY_HEADER = len(MAGIC) + 9
 RESULT, REFUSED = b"R", b"E"
 MAX_FRAME = 16 * 1024 * 1024
+CALLER_NETNS_KEY = "LOXI_CALLER_NETNS"
 FD_SIZE = 4  # a C int in SCM_RIGHTS, in the machine's byte order
 _FD_ORDER = sys.byteorder
 
@@ -63,9 +69,10 @@ def encode_reply(status: int, body: bytes, refused: bool = False) -> bytes:
     return MAGIC + kind + status.to_bytes(4, "big", signed=True) + _u32(len(body)) + body
 
 
-def send_request(sock: _socket.socket, frame: bytes, netns_fd: int) -> None:
-    """The frame, with the namespace descriptor on its first bytes."""
-    ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, netns_fd.to_bytes(FD_SIZE, _FD_ORDER))]
+def send_request(sock: _socket.socket, frame: bytes, netns_fd: int, pod_fd: int = -1) -> None:
+    """The frame, with the namespace descriptor (and the caller's CNI_NETNS, if open) on its first bytes."""
+    fds = netns_fd.to_bytes(FD_SIZE, _FD_ORDER) + (pod_fd.to_bytes(FD_SIZE, _FD_ORDER) if pod_fd >= 0 else b"")
+    ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)]
     sent = sock.sendmsg([frame], ancillary)
     if sent < len(frame):
         sock.sendall(frame[sent:])
@@ -83,7 +90,7 @@ def _read_exact(sock: _socket.socket, buffer: bytes, size: int) -> bytes:
 def recv_request(sock: _socket.socket) -> tuple[dict[str, str], bytes, list[int]]:
     """(environment, stdin, descriptors). The caller closes the descriptors,
     which it owns even when this raises ProtocolError (they are closed here then)."""
-    first, ancillary, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(FD_SIZE))
+    first, ancillary, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(2 * FD_SIZE))
     fds = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:

@@ -14,7 +14,14 @@ from __future__ import annotations
 import _socket
 import posix
 
-from loxi.agent_protocol import DEFAULT_SOCKET, ProtocolError, encode_request, recv_reply, send_request
+from loxi.agent_protocol import (
+    CALLER_NETNS_KEY,
+    DEFAULT_SOCKET,
+    ProtocolError,
+    encode_request,
+    recv_reply,
+    send_request,
+)
 
 # typing costs the client ~15 ms to import; annotations need it only for checkers.
 TYPE_CHECKING = False
@@ -26,6 +33,26 @@ ANSWER_TIMEOUT = 60.0  # seconds: the longest a real ADD may take (delegated IPA
 FORWARDED_PREFIXES = (b"CNI_", b"LOXI_LOG_")
 SOCKET_ENV = b"LOXI_AGENT_SOCKET"
 KILL_HOOK = b"LOXI_TEST_KILL_BEFORE_STEP"  # the test suite's crash hook works in-process only
+S_IFMT, S_IFREG = 0o170000, 0o100000
+NETNS_OPEN_FLAGS = posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK | posix.O_NOCTTY
+
+
+def caller_netns(path: bytes) -> tuple[bytes, int]:
+    """CNI_NETNS resolved here, as `applier.netns.open_netns` resolves it in-process:
+    (the LOXI_CALLER_NETNS value, an open descriptor or -1). `/proc/self/...` and
+    symlinks to it must mean this process's file, not the agent's. A path that is
+    not absolute is left to the agent (refused by its text alone)."""
+    if not path.startswith(b"/"):
+        return b"", -1
+    try:
+        mode = posix.stat(path).st_mode
+        if mode & S_IFMT != S_IFREG:  # a FIFO or a device is never opened (it could block or act)
+            return b"mode:%d" % mode, -1
+        return b"fd", posix.open(path, NETNS_OPEN_FLAGS)
+    except OSError as exc:
+        return b"errno:%d" % (exc.errno or 0), -1
+    except ValueError:
+        return b"", -1
 
 
 def agent_socket(environ: Mapping[bytes, bytes], stdin: bytes) -> bytes:
@@ -55,14 +82,18 @@ def call_agent(environ: Mapping[bytes, bytes], stdin: bytes) -> tuple[int, bytes
         posix.stat(path)
     except OSError:
         return None
-    frame = encode_request({k: v for k, v in environ.items() if k.startswith(FORWARDED_PREFIXES)}, stdin)
+    forwarded = {k: v for k, v in environ.items() if k.startswith(FORWARDED_PREFIXES)}
+    view, pod_fd = caller_netns(environ.get(b"CNI_NETNS", b""))
+    if view:
+        forwarded[CALLER_NETNS_KEY.encode()] = view
+    frame = encode_request(forwarded, stdin)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(CONNECT_TIMEOUT)
         sock.connect(path)
         netns_fd = posix.open("/proc/thread-self/ns/net", posix.O_RDONLY | posix.O_CLOEXEC)
         try:
-            send_request(sock, frame, netns_fd)
+            send_request(sock, frame, netns_fd, pod_fd)
         finally:
             posix.close(netns_fd)
         sock.settimeout(ANSWER_TIMEOUT)
@@ -71,4 +102,6 @@ def call_agent(environ: Mapping[bytes, bytes], stdin: bytes) -> tuple[int, bytes
         return None
     finally:
         sock.close()
+        if pod_fd >= 0:
+            posix.close(pod_fd)
     return None if refused else (status, body)
