@@ -152,7 +152,8 @@ def _peer_text(veth: VethTrace) -> str:
 def _match(
     veths: Sequence[VethTrace], allocations: Sequence[AllocationTrace]
 ) -> tuple[list[tuple[VethTrace, Owner | None, tuple[AllocationTrace, ...]]], list[AllocationTrace]]:
-    """Each veth with its owner (alias, else its name) and its allocations; and the allocations no veth claims."""
+    """Each veth with its owner (the allocation its name hashes from, else its alias) and its allocations; and the
+    allocations no veth claims."""
     by_owner: dict[Owner, list[AllocationTrace]] = {}
     for allocation in allocations:
         by_owner.setdefault(allocation.owner, []).append(allocation)
@@ -160,7 +161,8 @@ def _match(
     claimed: set[int] = set()
     matched = []
     for veth in veths:
-        owner = veth.owner or by_name.get(veth.name)
+        # The name hashes the whole attachment; an alias may carry a long container id cut short.
+        owner = by_name.get(veth.name) or veth.owner
         mine: list[AllocationTrace] = []
         if owner is not None:
             mine = list(by_owner.get(owner, ()))

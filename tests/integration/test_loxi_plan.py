@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,9 @@ class Run:
         return f"rc={self.rc}\nstdout={self.out}\nstderr={self.err}"
 
 
-def loxi_plan(*args: str) -> Run:
-    proc = subprocess.run([str(LOXI_PLAN), *args], capture_output=True, text=True, timeout=60)
+def loxi_plan(*args: str, env: dict[str, str] | None = None) -> Run:
+    environ = {**os.environ, **(env or {})}
+    proc = subprocess.run([str(LOXI_PLAN), *args], capture_output=True, text=True, timeout=60, env=environ)
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -69,8 +71,17 @@ def check(node, conf: Path, pod, *extra: str) -> Run:
     )
 
 
-def show(node, *extra: str) -> Run:
-    return loxi_plan("show", "--data-dir", str(node.data_dir), "--node-netns", node.ns.path, *extra)
+def show(node, *extra: str, conf_dir: Path | None = None) -> Run:
+    """`show` with the test's store, reading `conf_dir` (an empty directory by default) as the runtime's."""
+    return show_as_operator(node, "--data-dir", str(node.data_dir), *extra, conf_dir=conf_dir)
+
+
+def show_as_operator(node, *extra: str, conf_dir: Path | None = None) -> Run:
+    """`show` with no option but the node's namespace: the conf dir comes from NETCONFPATH, as for cnitool."""
+    if conf_dir is None:
+        conf_dir = node.data_dir.parent / "no-confs"
+        conf_dir.mkdir(exist_ok=True)
+    return loxi_plan("show", "--node-netns", node.ns.path, *extra, env={"NETCONFPATH": str(conf_dir)})
 
 
 def normalized(text: str, node, pod=None) -> str:
@@ -317,28 +328,152 @@ def test_check_of_an_attachment_that_was_never_made(node):
 # -- show ---------------------------------------------------------------------------
 
 
-def test_show_lists_the_attachment_then_a_leak(node):
-    conf = write_conf(node)
+UNIQUE_SUBNET = "10.213.77.0/24"  # the address scan must not meet another test's pod on 10.244.1.x
+
+
+def conf_dir_with(node, **overrides) -> tuple[Path, Path]:
+    """A runtime's conf dir holding the test's conf (its dataDir is the test's, not the default)."""
+    directory = node.data_dir.parent / "net.d"
+    directory.mkdir(exist_ok=True)
+    (directory / "README").write_text("not a conf")
+    (directory / "87-other.conflist").write_text(json.dumps({"name": "other", "plugins": [{"type": "bridge"}]}))
+    path = directory / "10-loxilight.conf"
+    path.write_text(json.dumps(make_conf(node.data_dir, **overrides), indent=2))
+    return directory, path
+
+
+def the_attachment(doc: dict) -> dict:
+    (row,) = [a for a in doc["attachments"] if a["container_id"] == CID]
+    return row
+
+
+def test_show_lists_the_attachment_then_what_is_leaked_and_what_is_unaccounted(node):
+    ipam = {**make_conf(node.data_dir)["ipam"], "subnet": "10.213.78.0/24"}
+    conf = write_conf(node, ipam=ipam)
     pod = node.pod()
     attach(node, conf, pod)
     run = show(node, "--conf", str(conf))
     assert run.rc == 0, run
     assert "  hsvlan100 (up): 1 loxi port, 1 port in all" in run.out
-    assert f"  10.244.1.2  container {CID}  eth0  {VETH} on hsvlan100" in run.out
-    assert "  pool 0 (10.244.1.1-10.244.1.254): 1 of 253 used, 252 free" in run.out
-    assert "Nothing looks leaked." in run.out
+    assert f"  [attached] {NETWORK} {CID}/eth0  {VETH} on hsvlan100  netns {pod.path} (eth0 10.213.78.2/24)" in run.out
+    assert "    pool 0 (10.213.78.1-10.213.78.254): 1 of 253 used, 252 free" in run.out
+    assert "Nothing looks leaked." in run.out and "unaccounted" not in run.out
 
     node.ns.ip_run("link", "del", VETH)
     node.ns.ip_run("link", "add", "loxi0000stray00", "type", "veth", "peer", "name", "stray-peer")
     run = show(node)
     assert run.rc == 0, run
-    assert f"  10.244.1.2  container {CID}  eth0  {VETH} MISSING" in run.out
-    assert "leaked (2):" in run.out
-    assert f"{NETWORK}: {CID}/eth0 holds 10.244.1.2, but its host veth {VETH} does not exist" in run.out
-    assert "veth loxi0000stray00: no allocation in the IPAM store names it" in run.out
+    assert f"  [leaked] {NETWORK} {CID}/eth0  {VETH} MISSING  lease 10.213.78.2" in run.out
+    assert "leaked (1):" in run.out
+    assert (
+        f"{NETWORK}: {CID}/eth0 holds 10.213.78.2 in {node.data_dir}/{NETWORK}, but its host veth {VETH} does not"
+        " exist and no network namespace on the node holds the address"
+    ) in run.out
+    assert "unaccounted, not leaked (1):" in run.out
+    assert "veth loxi0000stray00 (its peer is in the node's own namespace): it carries no loxi-cni owner" in run.out
     doc = show(node, "--output", "json").json
-    assert [leak["kind"] for leak in doc["leaks"]] == ["allocation-without-veth", "veth-without-allocation"]
-    assert doc["networks"][0]["attachments"][0]["veth_exists"] is False
+    assert [leak["kind"] for leak in doc["leaks"]] == ["allocation-without-veth"]
+    assert [item["kind"] for item in doc["unaccounted"]] == ["veth-without-owner"]
+    assert the_attachment(doc)["veth_exists"] is False
+
+
+def test_show_reads_the_runtimes_conf_dir_and_finds_a_store_that_is_not_the_default(node):
+    """The operator's report: a pod on a conf whose dataDir is not /var/lib/cni/networks, found without a flag."""
+    conf_dir, conf = conf_dir_with(node)
+    pod = node.pod()
+    attach(node, conf, pod)
+    assert node.ns.link(VETH)["ifalias"] == f"loxi-cni {NETWORK} {CID} eth0"
+    assert node.store_files(NETWORK) == ["10.244.1.2"]
+    run = show_as_operator(node, conf_dir=conf_dir)
+    assert run.rc == 0, run
+    assert f"  confs: {conf_dir} (2 files)" in run.out
+    assert (
+        f"  {NETWORK} (from {conf}): bridge hsvlan100, host-local store {node.data_dir}/{NETWORK} (1 allocation)"
+        in run.out
+    )
+    assert "    pool 0 (10.244.1.1-10.244.1.254): 1 of 253 used, 252 free" in run.out
+    assert (
+        f"  [attached] {NETWORK} {CID}/eth0  {VETH} on hsvlan100  netns {pod.path} (eth0 10.244.1.2/24)"
+        "  lease 10.244.1.2\n"
+    ) in run.out
+    assert "Nothing looks leaked." in run.out and "\nleaked (" not in run.out and "unaccounted" not in run.out
+    doc = show_as_operator(node, "--output", "json", conf_dir=conf_dir).json
+    row = the_attachment(doc)
+    assert (row["state"], row["kind"], row["host_veth"], row["bridge"]) == ("attached", "live", VETH, "hsvlan100")
+    assert (row["netns"], row["pod_ifname"], row["addresses"], row["lease"]) == (
+        pod.path,
+        "eth0",
+        ["10.244.1.2/24"],
+        ["10.244.1.2"],
+    )
+    assert doc["leaks"] == [] and doc["unaccounted"] == [] and doc["summary"]["attached"] == 1
+    assert doc["networks"][0]["store_dir"] == f"{node.data_dir}/{NETWORK}"
+    explicit = loxi_plan("show", "--node-netns", node.ns.path, "--cni-conf-dir", str(conf_dir), "--output", "json")
+    assert explicit.rc == 0 and explicit.json["attachments"] == doc["attachments"]
+
+
+def test_show_calls_a_live_pod_whose_conf_was_removed_unaccounted_and_says_where_it_looked(node):
+    conf_dir, conf = conf_dir_with(node)
+    pod = node.pod()
+    attach(node, conf, pod)
+    conf.unlink()
+    assert pod.addresses("eth0") == ["10.244.1.2/24"] and node.store_files(NETWORK) == ["10.244.1.2"]
+    run = show_as_operator(node, conf_dir=conf_dir)
+    assert run.rc == 0, run
+    assert f"  [unaccounted] {NETWORK} {CID}/eth0  {VETH} on hsvlan100  netns {pod.path}" in run.out
+    hint = (
+        f"veth {VETH} on hsvlan100 of {NETWORK} {CID}/eth0 (its peer is in {pod.path}): no conf in {conf_dir}"
+        f" defines network {NETWORK}, and no allocation in /var/lib/cni/networks/{NETWORK} names it;"
+        " its conf (or the ipam.dataDir in it) may be elsewhere: try --conf or --data-dir"
+    )
+    assert f"unaccounted, not leaked (1):\n  {hint}\n" in run.out
+    assert "Nothing looks leaked." in run.out and "\nleaked (" not in run.out
+    doc = show_as_operator(node, "--output", "json", conf_dir=conf_dir).json
+    row = the_attachment(doc)
+    assert (row["state"], row["kind"], row["netns"], row["addresses"]) == (
+        "unaccounted",
+        "veth-without-allocation",
+        pod.path,
+        ["10.244.1.2/24"],
+    )
+    assert doc["leaks"] == [] and [item["detail"] for item in doc["unaccounted"]] == [hint]
+    # --data-dir extends the search: the store is found, the pod is attached again
+    found = show_as_operator(node, "--data-dir", str(node.data_dir), "--output", "json", conf_dir=conf_dir).json
+    assert the_attachment(found)["state"] == "attached" and found["unaccounted"] == []
+
+
+def test_show_calls_an_allocation_leaked_once_its_pod_namespace_was_deleted_without_del(node, netns):
+    ipam = {**make_conf(node.data_dir)["ipam"], "subnet": UNIQUE_SUBNET}
+    conf_dir, conf = conf_dir_with(node, ipam=ipam)
+    pod = node.pod()
+    attach(node, conf, pod)
+    netns.delete(pod)  # the runtime lost the pod: no DEL
+    for _ in range(200):  # the kernel destroys the namespace, and the veth pair with it, asynchronously
+        if VETH not in node.ns.links():
+            break
+        time.sleep(0.05)
+    assert VETH not in node.ns.links()
+    assert node.store_files(NETWORK) == ["10.213.77.2"]
+    run = show_as_operator(node, conf_dir=conf_dir)
+    assert run.rc == 0, run
+    detail = (
+        f"{NETWORK}: {CID}/eth0 holds 10.213.77.2 in {node.data_dir}/{NETWORK}, but its host veth {VETH} does not"
+        " exist and no network namespace on the node holds the address"
+    )
+    assert f"  [leaked] {NETWORK} {CID}/eth0  {VETH} MISSING  lease 10.213.77.2" in run.out
+    assert f"leaked (1):\n  {detail}\n" in run.out and "Nothing looks leaked." not in run.out
+    doc = show_as_operator(node, "--output", "json", conf_dir=conf_dir).json
+    row = the_attachment(doc)
+    assert (row["state"], row["kind"], row["veth_exists"], row["lease"]) == (
+        "leaked",
+        "allocation-without-veth",
+        False,
+        ["10.213.77.2"],
+    )
+    assert doc["leaks"] == [{"kind": "allocation-without-veth", "name": "10.213.77.2", "detail": detail}]
+    assert doc["summary"] == {"attached": 0, "unaccounted": 0, "leaked": 1, "busy": 0}
+    assert node.cni("DEL", json.loads(conf.read_text()), container_id=CID, netns="").rc == 0
+    assert show_as_operator(node, "--output", "json", conf_dir=conf_dir).json["attachments"] == []
 
 
 # -- errors ----------------------------------------------------------------------
