@@ -25,6 +25,7 @@ from applier.observe import read_port_vlans
 from applier.sysctl import read_sysctl, write_sysctl
 from compiler.graph import HOST_VETH_PREFIX
 from compiler.model import (
+    LOXI_ROUTE_PROTO,
     NODE_NS,
     POD_NS,
     Address,
@@ -43,9 +44,6 @@ from compiler.model import (
 from compiler.plan import CREATE, DELETE, MODIFY, Plan, Step
 from intent.errors import KERNEL_ERROR, KERNEL_FEATURE_MISSING, CniError
 
-# Routes loxi-cni installs carry this protocol number, so they are told apart
-# from routes the kernel or another agent made (`ip route` shows "proto 76").
-LOXI_ROUTE_PROTO = 76
 IFA_F_NODAD = 0x02
 FEATURE_VLAN_FILTERING = "bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)"
 FEATURE_8021Q = "802.1Q VLAN devices (CONFIG_VLAN_8021Q)"
@@ -344,8 +342,17 @@ class Executor:
         if step.op == DELETE:
             ipr.route("del", **spec)
             return
-        ipr.route("replace", **spec)
-        self._push(f"add route {obj.dst}", lambda: ipr.route("del", **spec))
+        # Added beside whatever else leads to dst, never in its place: a replace
+        # took the first attachment's default route when a second one had
+        # isDefaultGateway, and the kernel's connected route for a route to the
+        # pod's own subnet. Appended, so an earlier route to dst stays the one used.
+        try:
+            ipr.route("append", **spec)
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:  # exactly this route is there already (a retried ADD)
+                raise
+            return
+        self._push(f"add route {obj.describe()}", lambda: ipr.route("del", **spec))
 
     def _sysctl(self, step: Step) -> None:
         obj: Sysctl = step.obj  # type: ignore[assignment]

@@ -17,6 +17,7 @@ from applier.netns import Namespaces
 from applier.sysctl import read_sysctl
 from compiler.graph import DesiredState
 from compiler.model import (
+    LOXI_ROUTE_PROTO,
     Address,
     Bridge,
     HostVeth,
@@ -207,17 +208,26 @@ class Observer:
         return self._routes[key]
 
     def route(self, obj: Route) -> Observed | None:
+        """Our route only: proto 76, on the attachment's link, to dst, via the gateway.
+        The kernel's connected route, another attachment's default, a route someone
+        else added to the same dst: none of them is ours, none passes a CHECK."""
         link = self.link(obj.ns, obj.dev)
         if link is None:
             return None
         family = 2 if obj.dst.version == 4 else 10
+        gateway = obj.gateway
         for msg in self.routes(obj.ns, family):
             if msg["dst_len"] != obj.dst.prefixlen or msg.get("RTA_OIF") != link["index"]:
+                continue
+            if msg["proto"] != LOXI_ROUTE_PROTO:
                 continue
             dst = msg.get("RTA_DST")
             if obj.dst.prefixlen and (dst is None or ipaddress.ip_address(dst) != obj.dst.network_address):
                 continue
-            return Observed({"gateway": msg.get("RTA_GATEWAY")}, {"proto": msg["proto"]})
+            have = msg.get("RTA_GATEWAY")
+            if (have is None) != (gateway is None) or (have is not None and ipaddress.ip_address(have) != gateway):
+                continue
+            return Observed({"gateway": have}, {"proto": msg["proto"]})
         return None
 
     def sysctl(self, obj: Sysctl) -> Observed | None:

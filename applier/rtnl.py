@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 from pyroute2.netlink import (
     NLM_F_ACK,
+    NLM_F_APPEND,
     NLM_F_CREATE,
     NLM_F_DUMP,
     NLM_F_EXCL,
@@ -213,17 +214,19 @@ def encode_route(command: str, kwarg: dict[str, Any]) -> tuple[rtmsg, int, int]:
         msg["family"] = kwarg["family"]
         msg["attrs"] = [("RTA_TABLE", kwarg["table"])]
         return msg, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP
-    if command in ("replace", "del") and {"dst", "oif", "table"} <= kwarg.keys() <= _ROUTE_KEYS:
+    if command in ("replace", "append", "del") and {"dst", "oif", "table"} <= kwarg.keys() <= _ROUTE_KEYS:
         dst = ipaddress.ip_network(kwarg["dst"])
         msg["family"] = AF_INET if dst.version == 4 else AF_INET6
         msg["dst_len"], msg["proto"] = dst.prefixlen, kwarg.get("proto", 0)
-        msg["type"] = RTN_UNICAST if command == "replace" else 0
+        msg["type"] = RTN_UNICAST if command != "del" else 0
         msg["attrs"] = [("RTA_DST", str(dst.network_address))] if dst.prefixlen else []
         msg["attrs"] += [("RTA_OIF", kwarg["oif"]), ("RTA_TABLE", kwarg["table"])]
         if kwarg.get("gateway"):
             msg["attrs"].append(("RTA_GATEWAY", str(ipaddress.ip_address(kwarg["gateway"]))))
         if command == "replace":
             return msg, RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+        if command == "append":  # a route beside any other to dst: never moves or takes one (engine's ADD)
+            return msg, RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND
         return msg, RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK
     raise Unsupported(f"route {command} {sorted(kwarg)}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -242,11 +243,13 @@ def compile_desired(
             has_default = any(r.dst.prefixlen == 0 and r.dst.version == version for r in wanted_routes)
             if gw is not None and not has_default:
                 wanted_routes.append(RouteIntent(dst=ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0")))
-    for intent in wanted_routes:
-        gw = intent.gateway or gateways.get(intent.dst.version)
+    resolved = [(intent.dst, intent.gateway or gateways.get(intent.dst.version)) for intent in wanted_routes]
+    # Two routes to one dst (two defaults via two gateways) must stay two nodes, both installed.
+    per_dst = Counter(dst for dst, _ in dict.fromkeys(resolved))
+    for dst, gw in resolved:
         builder.add(
-            Route(dst=intent.dst, dev=attachment.ifname, gateway=gw),
-            needs=pod_addresses[intent.dst.version] or [link],
+            Route(dst=dst, dev=attachment.ifname, gateway=gw, via_in_name=per_dst[dst] > 1),
+            needs=pod_addresses[dst.version] or [link],
         )
     if conf.ip_masq and leases:
         rules = tuple(f"{lease.interface.ip} ! {lease.interface.network}" for lease in leases)

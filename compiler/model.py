@@ -14,6 +14,9 @@ from typing import Any, ClassVar
 
 NODE_NS = "node"
 POD_NS = "pod"
+# Routes loxi-cni installs carry this protocol number, so they are told apart
+# from routes the kernel or another agent made (`ip route` shows "proto 76").
+LOXI_ROUTE_PROTO = 76
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -344,6 +347,14 @@ class Address(NetObject):
 
 @dataclass(frozen=True)
 class Route(NetObject):
+    """A route in the pod via the attachment's link. Two routes to one destination
+    (two defaults via two gateways) are two objects, both installed: the compiler
+    marks them `via_in_name`, so the gateway is part of their names (and keys); a
+    lone route keeps the short name `<dst> dev <link>`. Only a route of ours (LOXI_ROUTE_PROTO, on `dev`,
+    via `gateway`) is this object: the kernel's connected route to the same subnet,
+    another attachment's default route, someone else's route are never read as it,
+    replaced by it, or removed with it."""
+
     kind: ClassVar[str] = "route"
     rank: ClassVar[int] = 8
 
@@ -351,6 +362,7 @@ class Route(NetObject):
     dev: str
     gateway: IPAddress | None = None
     namespace: str = POD_NS
+    via_in_name: bool = False  # another route of the graph has the same dst and dev
 
     @property
     def ns(self) -> str:
@@ -358,7 +370,8 @@ class Route(NetObject):
 
     @property
     def name(self) -> str:
-        return f"{self.dst} dev {self.dev}"
+        via = f" via {self.gateway}" if self.gateway and self.via_in_name else ""
+        return f"{self.dst}{via} dev {self.dev}"
 
     def desired(self) -> dict[str, Any]:
         return {"gateway": str(self.gateway) if self.gateway else None}

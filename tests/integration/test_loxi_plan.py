@@ -386,6 +386,7 @@ def test_show_reads_the_runtimes_conf_dir_and_finds_a_store_that_is_not_the_defa
     assert node.store_files(NETWORK) == ["10.244.1.2"]
     run = show_as_operator(node, conf_dir=conf_dir)
     assert run.rc == 0, run
+    assert "Nothing looks leaked." in run.out and "\nleaked (" not in run.out and "unaccounted" not in run.out
     assert f"  confs: {conf_dir} (2 files)" in run.out
     assert (
         f"  {NETWORK} (from {conf}): bridge hsvlan100, host-local store {node.data_dir}/{NETWORK} (1 allocation)"
@@ -396,7 +397,6 @@ def test_show_reads_the_runtimes_conf_dir_and_finds_a_store_that_is_not_the_defa
         f"  [attached] {NETWORK} {CID}/eth0  {VETH} on hsvlan100  netns {pod.path} (eth0 10.244.1.2/24)"
         "  lease 10.244.1.2\n"
     ) in run.out
-    assert "Nothing looks leaked." in run.out and "\nleaked (" not in run.out and "unaccounted" not in run.out
     doc = show_as_operator(node, "--output", "json", conf_dir=conf_dir).json
     row = the_attachment(doc)
     assert (row["state"], row["kind"], row["host_veth"], row["bridge"]) == ("attached", "live", VETH, "hsvlan100")
@@ -420,6 +420,7 @@ def test_show_calls_a_live_pod_whose_conf_was_removed_unaccounted_and_says_where
     assert pod.addresses("eth0") == ["10.244.1.2/24"] and node.store_files(NETWORK) == ["10.244.1.2"]
     run = show_as_operator(node, conf_dir=conf_dir)
     assert run.rc == 0, run
+    assert "Nothing looks leaked." in run.out and "\nleaked (" not in run.out, "a live pod is never leaked"
     assert f"  [unaccounted] {NETWORK} {CID}/eth0  {VETH} on hsvlan100  netns {pod.path}" in run.out
     hint = (
         f"veth {VETH} on hsvlan100 of {NETWORK} {CID}/eth0 (its peer is in {pod.path}): no conf in {conf_dir}"
@@ -427,7 +428,6 @@ def test_show_calls_a_live_pod_whose_conf_was_removed_unaccounted_and_says_where
         " its conf (or the ipam.dataDir in it) may be elsewhere: try --conf or --data-dir"
     )
     assert f"unaccounted, not leaked (1):\n  {hint}\n" in run.out
-    assert "Nothing looks leaked." in run.out and "\nleaked (" not in run.out
     doc = show_as_operator(node, "--output", "json", conf_dir=conf_dir).json
     row = the_attachment(doc)
     assert (row["state"], row["kind"], row["netns"], row["addresses"]) == (
@@ -460,8 +460,8 @@ def test_show_calls_an_allocation_leaked_once_its_pod_namespace_was_deleted_with
         f"{NETWORK}: {CID}/eth0 holds 10.213.77.2 in {node.data_dir}/{NETWORK}, but its host veth {VETH} does not"
         " exist and no network namespace on the node holds the address"
     )
-    assert f"  [leaked] {NETWORK} {CID}/eth0  {VETH} MISSING  lease 10.213.77.2" in run.out
     assert f"leaked (1):\n  {detail}\n" in run.out and "Nothing looks leaked." not in run.out
+    assert f"  [leaked] {NETWORK} {CID}/eth0  {VETH} MISSING  lease 10.213.77.2" in run.out
     doc = show_as_operator(node, "--output", "json", conf_dir=conf_dir).json
     row = the_attachment(doc)
     assert (row["state"], row["kind"], row["veth_exists"], row["lease"]) == (

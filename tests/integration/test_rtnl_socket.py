@@ -67,6 +67,7 @@ def test_rtnl_reads_and_errors_match_iproute(netns):
                 lambda sock: sock.link("get", ifname="nothere"),
                 lambda sock: sock.addr("add", index=br0, address="10.81.0.1", prefixlen=24),
                 lambda sock: sock.route("replace", dst="10.83.0.0/16", oif=br0, table=254, gateway="192.0.2.1"),
+                lambda sock: sock.route("append", dst="10.83.0.0/16", oif=br0, table=254, gateway="192.0.2.1"),
                 lambda sock: sock.link("del", index=99999),
             ):
                 codes = []

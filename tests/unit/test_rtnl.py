@@ -151,6 +151,12 @@ def test_routes_replace_del_and_the_table_dump():
         {**base, "family": 10, "dst_len": 64},
         [("RTA_DST", "fd01::"), ("RTA_OIF", 2), ("RTA_TABLE", 254), ("RTA_GATEWAY", "fd00::2")],
     )
+    assert wire(encode_route("append", default)) == (
+        24,
+        REQ | ACK | CREATE | 0x800,  # NLM_F_APPEND, as IPRoute.route("append") sends
+        {**base, "dst_len": 0},
+        [("RTA_OIF", 2), ("RTA_TABLE", 254), ("RTA_GATEWAY", "10.1.0.254")],
+    )
     assert wire(encode_route("del", net)) == (
         25,
         REQ | ACK,
