@@ -42,7 +42,8 @@ def test_a_second_attachment_with_a_default_gateway_keeps_the_first_ones(node):
     assert b.rc == 0, b
     assert defaults(pod) == [("eth0", "10.244.1.1"), ("eth1", "10.245.1.1")], pod.routes()
     for conf, ifname, result in ((first, "eth0", a), (second, "eth1", b)):
-        check = node.cni("CHECK", {**conf, "prevResult": result.json}, container_id="pod", netns=pod.path, ifname=ifname)
+        doc = {**conf, "prevResult": result.json}
+        check = node.cni("CHECK", doc, container_id="pod", netns=pod.path, ifname=ifname)
         assert check.rc == 0, (ifname, check)
     assert node.cni("DEL", second, container_id="pod", netns=pod.path, ifname="eth1").rc == 0
     assert defaults(pod) == [("eth0", "10.244.1.1")], pod.routes()
