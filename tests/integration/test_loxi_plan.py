@@ -14,12 +14,14 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 from referencing import Registry, Resource
 
+from applier import locks
 from compiler.graph import host_veth_name
 from compiler.model import Attachment
 from schemas import load_schema
@@ -342,31 +344,38 @@ def conf_dir_with(node, **overrides) -> tuple[Path, Path]:
     return directory, path
 
 
-def the_attachment(doc: dict) -> dict:
-    (row,) = [a for a in doc["attachments"] if a["container_id"] == CID]
+def the_attachment(doc: dict, cid: str = CID) -> dict:
+    (row,) = [a for a in doc["attachments"] if a["container_id"] == cid]
     return row
+
+
+def unique_attachment() -> tuple[str, str]:
+    """A container id of the test's own, and its host veth."""
+    cid = f"show-{uuid.uuid4().hex[:12]}"
+    return cid, host_veth_name(Attachment(NETWORK, cid, "eth0", ""))
 
 
 def test_show_lists_the_attachment_then_what_is_leaked_and_what_is_unaccounted(node):
     ipam = {**make_conf(node.data_dir)["ipam"], "subnet": "10.213.78.0/24"}
     conf = write_conf(node, ipam=ipam)
     pod = node.pod()
-    attach(node, conf, pod)
+    cid, host = unique_attachment()  # its own lock: other suites run pods of CID at the same time
+    attach(node, conf, pod, cid=cid)
     run = show(node, "--conf", str(conf))
     assert run.rc == 0, run
     assert "  hsvlan100 (up): 1 loxi port, 1 port in all" in run.out
-    assert f"  [attached] {NETWORK} {CID}/eth0  {VETH} on hsvlan100  netns {pod.path} (eth0 10.213.78.2/24)" in run.out
+    assert f"  [attached] {NETWORK} {cid}/eth0  {host} on hsvlan100  netns {pod.path} (eth0 10.213.78.2/24)" in run.out
     assert "    pool 0 (10.213.78.1-10.213.78.254): 1 of 253 used, 252 free" in run.out
     assert "Nothing looks leaked." in run.out and "unaccounted" not in run.out
 
-    node.ns.ip_run("link", "del", VETH)
+    node.ns.ip_run("link", "del", host)
     node.ns.ip_run("link", "add", "loxi0000stray00", "type", "veth", "peer", "name", "stray-peer")
     run = show(node)
     assert run.rc == 0, run
-    assert f"  [leaked] {NETWORK} {CID}/eth0  {VETH} MISSING  lease 10.213.78.2" in run.out
+    assert f"  [leaked] {NETWORK} {cid}/eth0  {host} MISSING  lease 10.213.78.2" in run.out
     assert "leaked (1):" in run.out
     assert (
-        f"{NETWORK}: {CID}/eth0 holds 10.213.78.2 in {node.data_dir}/{NETWORK}, but its host veth {VETH} does not"
+        f"{NETWORK}: {cid}/eth0 holds 10.213.78.2 in {node.data_dir}/{NETWORK}, but its host veth {host} does not"
         " exist and no network namespace on the node holds the address"
     ) in run.out
     assert "unaccounted, not leaked (1):" in run.out
@@ -374,7 +383,15 @@ def test_show_lists_the_attachment_then_what_is_leaked_and_what_is_unaccounted(n
     doc = show(node, "--output", "json").json
     assert [leak["kind"] for leak in doc["leaks"]] == ["allocation-without-veth"]
     assert [item["kind"] for item in doc["unaccounted"]] == ["veth-without-owner"]
-    assert the_attachment(doc)["veth_exists"] is False
+    assert the_attachment(doc, cid)["veth_exists"] is False
+
+    # The same allocation, while an interface in some namespace still carries its address: not provably dead.
+    pod.ip_run("link", "add", "eth9", "type", "veth", "peer", "name", "eth9-peer")  # no dummy module here
+    pod.ip_run("addr", "add", "10.213.78.2/24", "dev", "eth9")
+    doc = show(node, "--output", "json").json
+    row = the_attachment(doc, cid)
+    assert (row["state"], row["kind"]) == ("unaccounted", "address-in-use") and doc["leaks"] == []
+    assert row["detail"].endswith(f"its host veth {host} does not exist, but 10.213.78.2 is on eth9 in {pod.path}")
 
 
 def test_show_reads_the_runtimes_conf_dir_and_finds_a_store_that_is_not_the_default(node):
@@ -446,24 +463,25 @@ def test_show_calls_an_allocation_leaked_once_its_pod_namespace_was_deleted_with
     ipam = {**make_conf(node.data_dir)["ipam"], "subnet": UNIQUE_SUBNET}
     conf_dir, conf = conf_dir_with(node, ipam=ipam)
     pod = node.pod()
-    attach(node, conf, pod)
+    cid, host = unique_attachment()  # its own lock: other suites run pods of CID at the same time
+    attach(node, conf, pod, cid=cid)
     netns.delete(pod)  # the runtime lost the pod: no DEL
     for _ in range(200):  # the kernel destroys the namespace, and the veth pair with it, asynchronously
-        if VETH not in node.ns.links():
+        if host not in node.ns.links():
             break
         time.sleep(0.05)
-    assert VETH not in node.ns.links()
+    assert host not in node.ns.links()
     assert node.store_files(NETWORK) == ["10.213.77.2"]
     run = show_as_operator(node, conf_dir=conf_dir)
     assert run.rc == 0, run
     detail = (
-        f"{NETWORK}: {CID}/eth0 holds 10.213.77.2 in {node.data_dir}/{NETWORK}, but its host veth {VETH} does not"
+        f"{NETWORK}: {cid}/eth0 holds 10.213.77.2 in {node.data_dir}/{NETWORK}, but its host veth {host} does not"
         " exist and no network namespace on the node holds the address"
     )
     assert f"leaked (1):\n  {detail}\n" in run.out and "Nothing looks leaked." not in run.out
-    assert f"  [leaked] {NETWORK} {CID}/eth0  {VETH} MISSING  lease 10.213.77.2" in run.out
+    assert f"  [leaked] {NETWORK} {cid}/eth0  {host} MISSING  lease 10.213.77.2" in run.out
     doc = show_as_operator(node, "--output", "json", conf_dir=conf_dir).json
-    row = the_attachment(doc)
+    row = the_attachment(doc, cid)
     assert (row["state"], row["kind"], row["veth_exists"], row["lease"]) == (
         "leaked",
         "allocation-without-veth",
@@ -472,7 +490,10 @@ def test_show_calls_an_allocation_leaked_once_its_pod_namespace_was_deleted_with
     )
     assert doc["leaks"] == [{"kind": "allocation-without-veth", "name": "10.213.77.2", "detail": detail}]
     assert doc["summary"] == {"attached": 0, "unaccounted": 0, "leaked": 1, "busy": 0}
-    assert node.cni("DEL", json.loads(conf.read_text()), container_id=CID, netns="").rc == 0
+    with locks.exclusive(locks.attachment_lock_name(NETWORK, cid, "eth0")):  # as an ADD or DEL of it would
+        held = show_as_operator(node, "--output", "json", conf_dir=conf_dir).json
+    assert (the_attachment(held, cid)["state"], held["leaks"]) == ("busy", [])
+    assert node.cni("DEL", json.loads(conf.read_text()), container_id=cid, netns="").rc == 0
     assert show_as_operator(node, "--output", "json", conf_dir=conf_dir).json["attachments"] == []
 
 
