@@ -13,11 +13,16 @@ No lock is held across a call to a delegated IPAM plugin except the first.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import hashlib
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from intent.errors import IO_FAILURE, CniError
+from intent.safe_io import open_regular
 
 DEFAULT_LOCK_DIR = "/run/loxi/locks"
 
@@ -26,20 +31,63 @@ def lock_dir() -> str:
     return os.environ.get("LOXI_LOCK_DIR") or DEFAULT_LOCK_DIR
 
 
+def _open_lock(directory: str, path: str) -> int:
+    """The lock file, made if need be; a CniError (code 5) naming what is wrong.
+
+    A lock directory that cannot be made (a file in its way, a read-only
+    mount) or a lock path that is a FIFO, a device or a symlink is refused here,
+    before the command changes anything.
+    """
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise CniError(IO_FAILURE, f"cannot create the lock directory {directory}: {exc.strerror or exc}") from None
+    try:
+        return open_regular(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise CniError(IO_FAILURE, f"cannot open the lock {path}: {exc.strerror or exc}") from None
+
+
+# Set by `best_effort()` for every lock its block takes (DEL's attachment lock and the bridge lock).
+_BEST_EFFORT: contextvars.ContextVar[bool] = contextvars.ContextVar("loxi_locks_best_effort", default=False)
+
+
 @contextmanager
-def exclusive(name: str, remove: bool = False) -> Iterator[None]:
+def best_effort() -> Iterator[None]:
+    """Inside the block, a lock that cannot be had at all is gone without (see `exclusive`)."""
+    token = _BEST_EFFORT.set(True)
+    try:
+        yield
+    finally:
+        _BEST_EFFORT.reset(token)
+
+
+@contextmanager
+def exclusive(name: str, remove: bool = False, best_effort: bool | None = None) -> Iterator[None]:
     """Hold an exclusive flock on `<lock dir>/<name>.lock` for the block.
 
     `remove` unlinks the file on the way out (DEL: the attachment is gone, and a
     node must not collect one file per pod it ever ran). That is safe because
     every taker, after its flock succeeds, checks that the path still names the
     file it locked, and starts over if a remover got there first.
+
+    `best_effort` (DEL, or inside `best_effort()`) runs the block unlocked when the lock cannot be had at
+    all, saying why on stderr: no ADD can hold a lock that cannot be created,
+    and a DEL that fails for ever would keep the runtime from ever removing the pod.
     """
     directory = lock_dir()
-    os.makedirs(directory, mode=0o700, exist_ok=True)
     path = os.path.join(directory, f"{name}.lock")
+    if best_effort is None:
+        best_effort = _BEST_EFFORT.get()
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = _open_lock(directory, path)
+        except CniError as exc:
+            if not best_effort:
+                raise
+            sys.stderr.write(f"loxi-cni: going on without the lock: {exc.msg}\n")
+            yield
+            return
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino

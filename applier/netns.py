@@ -61,7 +61,12 @@ def open_netns(path: str) -> int:
     """
     if not os.path.isabs(path):
         raise CniError(INVALID_NETNS, f"CNI_NETNS {path!r} is not an absolute path")
-    info = caller_netns.stat(path)  # FileNotFoundError propagates
+    try:
+        info = caller_netns.stat(path)  # FileNotFoundError propagates
+    except (FileNotFoundError, PermissionError):
+        raise
+    except OSError as exc:  # a symlink loop, a path under a regular file, longer than PATH_MAX or NAME_MAX
+        raise CniError(INVALID_NETNS, f"failed to open netns {path[:256]!r}: {exc.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise CniError(INVALID_NETNS, f"CNI_NETNS {path} is not a network namespace")
     fd = caller_netns.open_path(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)

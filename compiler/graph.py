@@ -66,11 +66,47 @@ def spoofcheck_mac(attachment: Attachment) -> str:
     return "02:" + ":".join(digest.hexdigest()[i : i + 2] for i in range(0, 10, 2))
 
 
+# IFALIASZ is 256 with the NUL; the kernel's policy takes 255 bytes of attribute and
+# pyroute2 sends the NUL with the text, so 254 bytes of alias is the most that is not ERANGE.
+MAX_ALIAS_BYTES = 254
+# The shortest piece of a container id an alias keeps before it gives up the network's name.
+MIN_ALIAS_ID_BYTES = 12
+TRUNCATED = "~"  # neither a network name nor a container id can contain it
+
+
+def network_digest(network: str) -> str:
+    """What an alias carries instead of a network name too long to fit beside the id."""
+    return TRUNCATED + hashlib.sha256(network.encode()).hexdigest()[:16]
+
+
 def owner_alias(attachment: Attachment) -> str:
     """`loxi-cni <network> <container id> <ifname>`: the host veth's alias, so GC can
     tell which attachment a port serves without a record file (all three are
-    validated names without spaces)."""
-    return f"{OWNER_PREFIX} {attachment.network} {attachment.container_id} {attachment.ifname}"[:255]
+    validated names without spaces).
+
+    At most MAX_ALIAS_BYTES bytes. What GC needs from it is the network (the
+    port's name already hashes the whole attachment, and DEL and CHECK find it
+    by that name), so a long container id is cut first (ending in `~`), and only
+    if the network alone leaves no room is it replaced by `network_digest`.
+    """
+    network, cid, ifname = attachment.network, attachment.container_id, attachment.ifname
+    text = f"{OWNER_PREFIX} {network} {cid} {ifname}"
+    if len(text.encode()) <= MAX_ALIAS_BYTES:
+        return text
+    fixed = len(f"{OWNER_PREFIX}   {ifname}{TRUNCATED}".encode())  # prefix, three spaces, ifname, the mark
+    room = MAX_ALIAS_BYTES - fixed - len(network.encode())
+    if room < MIN_ALIAS_ID_BYTES:
+        network = network_digest(network)
+        room = MAX_ALIAS_BYTES - fixed - len(network)
+        text = f"{OWNER_PREFIX} {network} {cid} {ifname}"
+        if len(text.encode()) <= MAX_ALIAS_BYTES:
+            return text
+    return f"{OWNER_PREFIX} {network} {cid.encode()[:room].decode('ascii', 'ignore')}{TRUNCATED} {ifname}"
+
+
+def alias_names_network(field: str, network: str) -> bool:
+    """Does an alias's network field (parse_owner_alias()[0]) stand for `network`?"""
+    return field == network or (field.startswith(TRUNCATED) and field == network_digest(network))
 
 
 def parse_owner_alias(alias: str | None) -> tuple[str, str, str] | None:

@@ -67,13 +67,54 @@ class NetConf:
         return bool(self.ipam.get("type"))
 
 
+# stdin larger than this is refused (code 6) before it is parsed; intent.safe_io's bound for conf files.
+MAX_STDIN = 4 * 1024 * 1024
+# \ud800-\udfff escapes: the only way JSON text can carry a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def refuse_json_constant(name: str) -> float:
+    """json's parse_constant: NaN and Infinity are not JSON (Go refuses them)."""
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def finite_json_float(text: str) -> float:
+    """json's parse_float: 1e400 is no float64 (Go refuses it); Python would make it inf."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text} out of range")
+    return value
+
+
+def _replace_surrogates(value: Any) -> Any:
+    """Go's json decodes a lone surrogate escape to U+FFFD; do the same, so no str
+    that cannot be encoded (a name, a path) ever reaches a check or a syscall."""
+    if isinstance(value, str):
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def decode(stdin: bytes) -> dict[str, Any]:
+    """stdin as Go's encoding/json reads it: UTF-8 only (no BOM, no UTF-16/32, which
+    Python's json.loads would sniff and accept), no NaN or Infinity, finite numbers,
+    and a nesting depth the parser can take (a deeper one is an error, not a crash)."""
+    fail = "error unmarshall network config"
+    if len(stdin) > MAX_STDIN:
+        raise CniError(DECODE_FAILURE, f"{fail}: larger than {MAX_STDIN} bytes")
     try:
-        doc = json.loads(stdin)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CniError(DECODE_FAILURE, f"error unmarshall network config: {exc}") from None
+        text = stdin.decode("utf-8")
+        doc = json.loads(text, parse_constant=refuse_json_constant, parse_float=finite_json_float)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise CniError(DECODE_FAILURE, f"{fail}: {reason}") from None
     if not isinstance(doc, dict):
-        raise CniError(DECODE_FAILURE, "error unmarshall network config: not a JSON object")
+        raise CniError(DECODE_FAILURE, f"{fail}: not a JSON object")
+    if _SURROGATE_ESCAPE.search(text):
+        doc = _replace_surrogates(doc)
     return doc
 
 

@@ -58,6 +58,9 @@ class CniRequest:
     path: tuple[str, ...] = ()
     # The whole environment, passed on unchanged to delegated plugins.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # DEL only: the container id or ifname is not UTF-8, so no ADD can have made
+    # anything under it; DEL answers success without touching anything.
+    unattachable: bool = False
 
 
 def validate_ifname(name: str) -> None:
@@ -75,6 +78,10 @@ def validate_ifname(name: str) -> None:
     for char in name:
         if char in "/:" or char.isspace() or char == "\0":
             raise CniError(INVALID_ENVIRONMENT, "interface name contains / or : or whitespace characters", repr(name))
+    if "%" in name:
+        # The kernel expands `%d` in a new link's name into the next free number: `br%d`
+        # would create br0, a link nobody asked for and DEL could never find.
+        raise CniError(INVALID_ENVIRONMENT, "interface name contains %, which the kernel expands", repr(name))
 
 
 def validate_container_id(container_id: str) -> None:
@@ -146,15 +153,48 @@ def parse_cni_args(text: str) -> dict[str, str]:
     return pairs
 
 
+def is_utf8(text: str) -> bool:
+    """False for a str holding bytes that were not UTF-8 (os.environ and the agent
+    decode the environment with surrogateescape, so such bytes arrive as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_utf8(env: dict[str, str], command: str) -> bool:
+    """Refuse a CNI_* variable that is not UTF-8 (code 4), except on DEL, which must clean up.
+
+    DEL does not need CNI_NETNS, CNI_ARGS or the broken CNI_PATH entries: they
+    are dropped. A container id or ifname that is not UTF-8 names nothing an ADD
+    could have made (ADD refuses it), so DEL has nothing to do: returns True.
+    """
+    bad = [var for var in _ENV_ORDER if not is_utf8(env.get(var, ""))]
+    if not bad:
+        return False
+    if command != "DEL":
+        raise CniError(INVALID_ENVIRONMENT, f"{bad[0]} is not valid UTF-8", ascii(env[bad[0]])[:256])
+    for var in bad:
+        if var == "CNI_PATH":
+            env[var] = ":".join(p for p in env[var].split(":") if is_utf8(p))
+        elif var in ("CNI_NETNS", "CNI_ARGS"):
+            env[var] = ""
+    return "CNI_CONTAINERID" in bad or "CNI_IFNAME" in bad
+
+
 def read_request(environ: Mapping[str, str] | None = None) -> CniRequest:
     """Build the request from the environment, raising code 4 on anything wrong."""
     env = dict(os.environ if environ is None else environ)
     command = env.get("CNI_COMMAND", "")
     if command and command not in COMMANDS:
-        raise CniError(INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {command}")
+        shown = command if is_utf8(command) else ascii(command)[1:-1]
+        raise CniError(INVALID_ENVIRONMENT, f"unknown CNI_COMMAND: {shown}")
     missing = [var for var in _ENV_ORDER if var in _REQUIRED.get(command, ()) and not env.get(var)]
     if missing:
         raise CniError(INVALID_ENVIRONMENT, f"required env variables [{','.join(missing)}] missing")
+    if _not_utf8(env, command):
+        return CniRequest(command=command, environ=env, unattachable=True)
     container_id = env.get("CNI_CONTAINERID", "")
     ifname = env.get("CNI_IFNAME", "")
     if command in ("ADD", "DEL", "CHECK"):

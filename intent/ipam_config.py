@@ -234,12 +234,44 @@ def parse_range(value: object, path: str) -> IpRange:
         raise _fail(f"{path}.rangeStart", f"RangeStart {start} not in network {net}")
     if end is not None and end not in net:
         raise _fail(f"{path}.rangeEnd", f"RangeEnd {end} not in network {net}")
+    if gateway is not None:
+        check_gateway(gateway, net, f"{path}.gateway")
     start = first if start is None else start
     end = last if end is None else end
     gateway = first if gateway is None else gateway
     if start > end:
         raise _fail(f"{path}.rangeStart", f"RangeStart {start} is after RangeEnd {end}")
     return IpRange(subnet=net, range_start=start, range_end=end, gateway=gateway)
+
+
+def check_gateway(gateway: IPAddress, net: IPNetwork, path: str) -> None:
+    """A range's gateway must be a host of its subnet: the pod routes through it on-link.
+
+    The reference host-local does not check (cni-protocol.md §4): a gateway
+    outside the subnet, or its network or broadcast address, gives pods a route
+    the kernel refuses (ENETUNREACH) or one that leads nowhere. loxi-cni refuses
+    the conf instead, here, where ADD and `loxi-plan validate` both look.
+    """
+    if gateway not in net:
+        raise _fail(path, f"gateway {gateway} is not in subnet {net}")
+    if gateway == net.network_address:
+        raise _fail(path, f"gateway {gateway} is the network address of {net}")
+    if net.version == 4 and gateway == net.broadcast_address:
+        raise _fail(path, f"gateway {gateway} is the broadcast address of {net}")
+
+
+def check_route_gateway(route: IpamRoute, path: str, range_sets: tuple[RangeSet, ...]) -> None:
+    """A route's `gw` must be on-link: inside a subnet of one of the pod's range sets.
+
+    Any other gateway cannot be reached from the pod's interface; the kernel
+    refuses the route (ENETUNREACH) after the pod's veth and address are made.
+    """
+    if route.gw is None:
+        return
+    subnets = [rng.subnet for rset in range_sets for rng in rset.ranges if rng.subnet.version == route.gw.version]
+    if not any(route.gw in subnet for subnet in subnets):
+        where = ", ".join(map(str, subnets)) or f"no IPv{route.gw.version} range"
+        raise _fail(f"{path}.gw", f"route gateway {route.gw} is outside every range ({where}): it is not on-link")
 
 
 def parse_range_set(value: object, path: str) -> RangeSet:
@@ -367,6 +399,8 @@ def load_host_local(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> Hos
     if ipam.get("routes") is not None:
         items = _expect(ipam["routes"], list, "ipam.routes", "an array of routes")
         routes = tuple(parse_route(item, f"ipam.routes[{i}]") for i, item in enumerate(items))
+        for i, route in enumerate(routes):
+            check_route_gateway(route, f"ipam.routes[{i}]", range_sets)
 
     resolv_conf = ipam.get("resolvConf")
     if resolv_conf is not None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from intent.errors import INCOMPATIBLE_VERSION, CniError
+from intent.errors import INCOMPATIBLE_VERSION, INVALID_NETWORK_CONFIG, CniError
 from intent.versions import parse_version
 
 
@@ -149,6 +149,101 @@ def require_convertible(version: str, has_addresses: bool) -> None:
 def format_result(result: Result, version: str) -> str:
     """The Go library's layout: 4-space indent, no trailing newline."""
     return json.dumps(result_to_dict(result, version), indent=4)
+
+
+def _prev_fail(where: str, msg: str) -> CniError:
+    return CniError(INVALID_NETWORK_CONFIG, f"invalid prevResult: {where}: {msg}")
+
+
+def _prev_list(doc: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, Any]]:
+    """`key` is absent or a list of objects."""
+    items = doc.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise _prev_fail(f"{where}{key}", f"expected an array, got {type(items).__name__}")
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise _prev_fail(f"{where}{key}[{i}]", f"expected an object, got {type(item).__name__}")
+    return items
+
+
+def _prev_text(doc: Mapping[str, Any], key: str, where: str, parse: Any = None, required: bool = False) -> None:
+    value = doc.get(key)
+    if value is None or (value == "" and not required):
+        if required:
+            raise _prev_fail(f"{where}.{key}", "missing")
+        return
+    if not isinstance(value, str):
+        raise _prev_fail(f"{where}.{key}", f"expected a string, got {type(value).__name__}")
+    if parse is not None:
+        try:
+            parse(value)
+        except ValueError:
+            raise _prev_fail(f"{where}.{key}", f"{value!r} is not {parse.__doc__}") from None
+
+
+def _cidr(text: str) -> None:
+    """an address with a prefix length (e.g. 10.244.1.5/24)"""
+    if "/" not in text:
+        raise ValueError(text)
+    ipaddress.ip_interface(text)
+
+
+def _address(text: str) -> None:
+    """an IP address"""
+    ipaddress.ip_address(text)
+
+
+def _network(text: str) -> None:
+    """a CIDR (e.g. 10.96.0.0/12)"""
+    ipaddress.ip_network(text, strict=False)
+
+
+def check_prev_result(doc: Any) -> None:
+    """Refuse (code 7) a prevResult CHECK cannot rely on: of the wrong shape, or empty.
+
+    Every field CHECK reads is type-checked and every address parsed here, so a
+    malformed one is a config error naming the field, never a traceback deep in
+    the diff. An empty prevResult (no interface, no address) would make CHECK
+    compare nothing and pass: it is refused too.
+    """
+    if not isinstance(doc, Mapping):
+        raise CniError(INVALID_NETWORK_CONFIG, "Required prevResult missing")
+    legacy = [key for key in ("ip4", "ip6") if key in doc]
+    for key in legacy:
+        block = doc[key]
+        if not isinstance(block, Mapping):
+            raise _prev_fail(key, f"expected an object, got {type(block).__name__}")
+        _prev_text(block, "ip", key, _cidr, required=True)
+        _prev_text(block, "gateway", key, _address)
+        for i, route in enumerate(_prev_list(block, "routes", f"{key}.")):
+            _prev_text(route, "dst", f"{key}.routes[{i}]", _network, required=True)
+            _prev_text(route, "gw", f"{key}.routes[{i}]", _address)
+    interfaces = _prev_list(doc, "interfaces", "")
+    for i, iface in enumerate(interfaces):
+        for key in ("name", "mac", "sandbox"):
+            _prev_text(iface, key, f"interfaces[{i}]", required=key == "name")
+        mtu = iface.get("mtu")
+        if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool)):
+            raise _prev_fail(f"interfaces[{i}].mtu", "expected an integer")
+    ips = _prev_list(doc, "ips", "")
+    for i, ip in enumerate(ips):
+        _prev_text(ip, "address", f"ips[{i}]", _cidr, required=True)
+        _prev_text(ip, "gateway", f"ips[{i}]", _address)
+        index = ip.get("interface")
+        if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+            raise _prev_fail(f"ips[{i}].interface", "expected an interface index (a non-negative integer)")
+    for i, route in enumerate(_prev_list(doc, "routes", "")):
+        _prev_text(route, "dst", f"routes[{i}]", _network, required=True)
+        _prev_text(route, "gw", f"routes[{i}]", _address)
+    dns = doc.get("dns")
+    if dns is not None and not isinstance(dns, Mapping):
+        raise _prev_fail("dns", f"expected an object, got {type(dns).__name__}")
+    if not (legacy or interfaces or ips):
+        raise CniError(
+            INVALID_NETWORK_CONFIG, "invalid prevResult: it names no interface and no address: nothing to check"
+        )
 
 
 def parse_prev_result(doc: Mapping[str, Any]) -> Result:

@@ -24,9 +24,13 @@ if TYPE_CHECKING:
 PLUGIN_ABOUT = "CNI loxi-cni plugin v0.1.0"
 
 
+# intent.config.MAX_STDIN, which refuses more; reading one byte past it is enough to know.
+MAX_STDIN = 4 * 1024 * 1024
+
+
 def _read_stdin(stream: BinaryIO) -> bytes:
     try:
-        return stream.read()
+        return stream.read(MAX_STDIN + 1)
     except OSError as exc:
         raise CniError(IO_FAILURE, f"error reading from stdin: {exc}") from None
 
@@ -81,8 +85,12 @@ def _dispatch(request, data: bytes, stdout: TextIO) -> int:
         note_plan(outcome.plan)
         stdout.write(format_result(outcome.result, conf.cni_version))
     elif request.command == "DEL":
-        note_plan(engine.cmd_del(conf, request))
+        if not request.unattachable:  # an id or ifname that is not UTF-8: nothing was ever made under it
+            note_plan(engine.cmd_del(conf, request))
     elif request.command == "CHECK":
+        from intent.result import check_prev_result
+
+        check_prev_result(doc.get("prevResult"))  # code 7 for one CHECK cannot rely on (loxi-plan check needs none)
         note_plan(engine.cmd_check(conf, request))
     elif request.command == "STATUS":
         engine.cmd_status(conf, request)

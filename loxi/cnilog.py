@@ -4,7 +4,9 @@ Where: the conf's `logFile` (with `logLevel`), else the environment's
 `LOXI_LOG_FILE` (with `LOXI_LOG_LEVEL`); neither set, nothing is logged. The
 line never goes to stdout (stdout carries only the plugin's one JSON document),
 and logging can never fail or slow down a command beyond one append: every
-error while logging is swallowed.
+error while logging is swallowed (an OSError is noted on stderr). The log file
+must be a regular file: a FIFO (whose open would block the command for ever)
+or a device at that path is refused, never opened (intent.safe_io).
 
 Levels: `error` logs failed commands, `warning` the same, `info` (default)
 every ADD/DEL/CHECK/GC/STATUS, `debug` also VERSION and each plan step.
@@ -104,6 +106,11 @@ def logged(run: Callable[..., int]) -> Callable[..., int]:
             try:
                 _current.reset(token)
                 _emit(environ, tee_in.data, "".join(tee_out.parts), rc, time.monotonic() - start, record)
+            except OSError as exc:  # said on stderr (the runtime's log), never on stdout, never fatal
+                try:  # noqa: SIM105 (contextlib is an import VERSION would pay for)
+                    stderr.write(f"loxi-cni: command not logged: {exc.strerror or exc}\n")
+                except Exception:
+                    pass
             except Exception:
                 pass
 
@@ -188,7 +195,9 @@ def _emit(environ: Mapping[str, str], stdin: bytes, stdout: str, rc: int, second
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY, 0o600)
+    from intent.safe_io import open_regular  # a FIFO (it would block) or a device is refused, never opened
+
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, data)  # one write of one line: appends from concurrent pods do not interleave
     finally:

@@ -33,6 +33,7 @@ from compiler.diff import diff, drift_messages
 from compiler.graph import (
     HOST_VETH_PREFIX,
     DesiredState,
+    alias_names_network,
     compile_desired,
     compile_teardown,
     host_veth_name,
@@ -199,7 +200,7 @@ def cmd_del(conf: NetConf, request: CniRequest) -> Plan:
     attachment = attachment_of(conf, request)
     validate_ipam(conf.raw, request)
     lock = locks.attachment_lock_name(conf.name, request.container_id, request.ifname)
-    with locks.exclusive(lock, remove=True):
+    with locks.best_effort(), locks.exclusive(lock, remove=True):  # a DEL that cannot lock still cleans up
         with Namespaces() as namespaces:
             desired = compile_teardown(conf, attachment)
             plan = diff(desired, observe(namespaces, desired))
@@ -251,7 +252,8 @@ def cmd_gc(conf: NetConf, request: CniRequest) -> list[str]:
         for port in ports_of(ipr, bridge[0]) if bridge else ():
             name = port.get("IFLA_IFNAME", "")
             owner = parse_owner_alias(port.get("IFLA_IFALIAS"))
-            if not name.startswith(HOST_VETH_PREFIX) or owner is None or owner[0] != conf.name or name in keep_names:
+            mine = owner is not None and alias_names_network(owner[0], conf.name)
+            if not name.startswith(HOST_VETH_PREFIX) or not mine or name in keep_names:
                 continue
             try:
                 ipr.delete_link(port["index"])

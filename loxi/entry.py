@@ -10,6 +10,8 @@ agent) is the in-process entry point `loxi.cni` imported.
 import posix
 import sys
 
+MAX_STDIN = 4 * 1024 * 1024  # intent.config.MAX_STDIN (not imported here: built-ins only)
+
 
 def main() -> None:
     """Hand the call to loxi-agent when one answers; otherwise run it here."""
@@ -17,7 +19,7 @@ def main() -> None:
     data = None
     if command and command != b"VERSION":
         try:
-            data = sys.stdin.buffer.read()
+            data = sys.stdin.buffer.read(MAX_STDIN + 1)  # more is refused (code 6) anyway
         except OSError:
             data = None  # loxi.cni reads stdin again and reports the error
         if data is not None:

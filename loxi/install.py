@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from intent.safe_io import MAX_CONF_BYTES, open_regular
 from loxi.atomicfile import fsync_dir, write_atomic
 from loxi.cli import add_subcommand
 
@@ -258,11 +259,17 @@ def sha256_of(data: bytes) -> str:
 
 
 def _read(path: str) -> bytes | None:
+    """The content of an install target, None if there is none.
+
+    A target that is a symlink, a FIFO (whose open would block), a device or a
+    socket raises an OSError saying so: install replaces only regular files.
+    """
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        fd = open_regular(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(MAX_CONF_BYTES)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from applier.ipam.hostlocal import Allocation, HostLocalStore, Lease
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, GENERIC_GO_ERROR, INVALID_NETWORK_CONFIG, IO_FAILURE, CniError
 from intent.ipam_config import HostLocalConfig, IpamRoute, load_host_local, parse_cidr, parse_dns, parse_ip, parse_route
+from intent.safe_io import read_regular
 
 __all__ = [
     "Allocation",
@@ -140,9 +141,8 @@ def _load_for_existing(conf: Mapping[str, Any]) -> HostLocalConfig:
 def _host_local_dns(config: HostLocalConfig) -> dict[str, Any]:
     if config.resolv_conf is None:
         return dict(config.dns)
-    try:
-        with open(config.resolv_conf, "rb") as handle:
-            data = handle.read(MAX_RESOLV_CONF)
+    try:  # a FIFO would block ADD for ever, a device is not a resolv.conf: refused, never opened
+        data = read_regular(config.resolv_conf, MAX_RESOLV_CONF)
     except OSError as err:
         raise CniError(IO_FAILURE, f"ipam.resolvConf: cannot read {config.resolv_conf}: {err.strerror}") from None
     return parse_resolv_conf(data.decode("utf-8", "replace"))

@@ -32,6 +32,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip
 from intent.env import validate_container_id, validate_ifname
 from intent.errors import GENERIC_GO_ERROR, IO_FAILURE, CniError
 from intent.ipam_config import HostLocalConfig, IPAddress, RangeSet
+from intent.safe_io import open_regular
 
 LINE_BREAK = "\r\n"
 LOCK_NAME = "lock"
@@ -529,9 +530,9 @@ class HostLocalStore:
         """The reference's lock: flock on `<store>/lock`. Without `create`, a missing lock file means no lock."""
         fd = None
         if directory is not None:
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
-            try:
-                fd = os.open(LOCK_NAME, flags, FILE_MODE, dir_fd=directory.fd)
+            flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+            try:  # a FIFO there would block the open for ever, a device is not ours: both refused
+                fd = open_regular(LOCK_NAME, flags, FILE_MODE, dir_fd=directory.fd)
             except FileNotFoundError:
                 if create:
                     raise

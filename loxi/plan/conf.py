@@ -15,6 +15,7 @@ from typing import Any
 from intent.config import NetConf, decode, load_netconf
 from intent.env import CniRequest
 from intent.errors import DECODE_FAILURE, INVALID_NETWORK_CONFIG, CniError
+from intent.safe_io import read_regular, read_stream
 from intent.versions import SUPPORTED_VERSIONS, parse_version
 
 PLUGIN_TYPE = "loxi-cni"
@@ -31,13 +32,17 @@ class LoadedConf:
 
 
 def read_bytes(path: str) -> bytes:
-    """The file's content; `-` is stdin. OSError propagates to the CLI's one-line error."""
+    """The file's content; `-` is stdin. OSError propagates to the CLI's one-line error.
+
+    Only a regular file is read (a FIFO would block, a device is not a conf),
+    and at most intent.safe_io.MAX_CONF_BYTES of it or of stdin.
+    """
     if path == "-":
         import sys
 
-        return sys.stdin.buffer.read()
-    with open(path, "rb") as handle:
-        return handle.read()
+        data = read_stream(getattr(sys.stdin, "buffer", sys.stdin))  # a text stream (tests) has no buffer
+        return data.encode() if isinstance(data, str) else data
+    return read_regular(path)
 
 
 def pick_version(conflist: Mapping[str, Any]) -> str:

@@ -17,7 +17,15 @@ from typing import Any
 from intent.config import MAC_RE, MIN_MTU, NOT_YET_SUPPORTED
 from intent.env import validate_ifname
 from intent.errors import CniError
-from intent.ipam_config import IpRange, check_data_dir, check_network_name, parse_range, parse_route
+from intent.ipam_config import (
+    IpRange,
+    RangeSet,
+    check_data_dir,
+    check_network_name,
+    check_route_gateway,
+    parse_range,
+    parse_route,
+)
 from intent.versions import SUPPORTED_VERSIONS
 from loxi.plan.locator import Path, format_path, parse_path
 
@@ -82,6 +90,15 @@ def _bridge(doc: Mapping[str, Any]) -> Iterator[Finding]:
             validate_ifname(bridge)
         except CniError as err:
             yield Finding(("bridge",), f"{err.msg}: {bridge!r} cannot be a Linux interface name")
+
+
+def _uplink(doc: Mapping[str, Any]) -> Iterator[Finding]:
+    uplink = doc.get("uplink")
+    if isinstance(uplink, str) and uplink:
+        try:
+            validate_ifname(uplink)
+        except CniError as err:
+            yield Finding(("uplink",), f"{err.msg}: {uplink!r} cannot be a Linux interface name")
 
 
 def _vlan(doc: Mapping[str, Any]) -> Iterator[Finding]:
@@ -151,14 +168,10 @@ def _check_range(doc: Any, path: Path, out: list[Finding]) -> IpRange | None:
         value = doc.get(key)
         if value in (None, ""):
             continue
-        try:
-            alone = parse_range({"subnet": subnet, key: value}, where)
+        try:  # the plugin's own check (a gateway outside the subnet or on its edges included)
+            parse_range({"subnet": subnet, key: value}, where)
         except CniError as err:
             out.append(from_error(err, (*path, key)))
-            broken = True
-            continue
-        if key == "gateway" and alone.gateway not in alone.subnet:
-            out.append(Finding((*path, key), f"gateway {alone.gateway} is not in subnet {alone.subnet}"))
             broken = True
     if broken:
         return None
@@ -214,6 +227,7 @@ def _host_local(doc: Mapping[str, Any], ipam: Mapping[str, Any]) -> Iterator[Fin
                         later[0][0], f"range set {j} overlaps with range set {i} ({clash[1].text} and {clash[0].text})"
                     )
                 )
+    range_sets = tuple(RangeSet(tuple(rng for _, rng in good)) for good in parsed if good)
     routes = ipam.get("routes")
     if isinstance(routes, list):
         for i, route in enumerate(routes):
@@ -224,7 +238,9 @@ def _host_local(doc: Mapping[str, Any], ipam: Mapping[str, Any]) -> Iterator[Fin
                 out.append(Finding((*path, "dst"), EMPTY_DST))
                 continue
             try:
-                parse_route(route, format_path(path))
+                parsed_route = parse_route(route, format_path(path))
+                if range_sets:  # the plugin's rule; without a valid range the range's own finding says enough
+                    check_route_gateway(parsed_route, format_path(path), range_sets)
             except CniError as err:
                 out.append(from_error(err, path))
     yield from out
@@ -249,6 +265,7 @@ RULES: tuple[Callable[[Mapping[str, Any]], Iterator[Finding]], ...] = (
     _version,
     _name,
     _bridge,
+    _uplink,
     _vlan,
     _mtu,
     _hairpin,

@@ -16,10 +16,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from intent.config import SCHEMA_NAME, load_netconf
+from intent.config import SCHEMA_NAME, finite_json_float, load_netconf, refuse_json_constant
 from intent.env import CniRequest
 from intent.errors import CniError
 from intent.ipam_config import load_host_local
+from intent.safe_io import read_regular, read_stream
 from loxi.plan.conf import PLUGIN_TYPE, pick_version
 from loxi.plan.locator import Locator, Path, format_path
 from loxi.plan.rules import ERROR, HOST_LOCAL, WARNING, Finding, from_error, semantic_findings
@@ -223,11 +224,14 @@ def _conflist(doc: Mapping[str, Any], report: _Reporter) -> None:
 
 def validate_text(text: str, source: str, strict: bool = False) -> FileReport:
     """All problems of one conf or conflist document."""
-    try:
-        doc = json.loads(text)
+    try:  # what the plugin's decode accepts: no NaN, no Infinity, no float beyond float64, bounded depth
+        doc = json.loads(text, parse_constant=refuse_json_constant, parse_float=finite_json_float)
+        locator = Locator(text)
     except json.JSONDecodeError as err:
         return FileReport(source, (Problem(source, err.lineno, err.colno, "$", f"not valid JSON: {err.msg}"),))
-    locator = Locator(text)
+    except (ValueError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        return FileReport(source, (Problem(source, 1, 1, "$", f"not valid JSON: {reason}"),))
     report = _Reporter(source, locator, strict)
     if not isinstance(doc, dict):
         report.add(Finding((), "a CNI conf must be a JSON object"))
@@ -246,12 +250,13 @@ def validate_text(text: str, source: str, strict: bool = False) -> FileReport:
 
 
 def _read(path: str) -> str:
+    """A conf file's text: a regular file (never a FIFO or a device) of bounded size, or stdin."""
     if path == "-":
         import sys
 
-        return sys.stdin.read()
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+        data = read_stream(getattr(sys.stdin, "buffer", sys.stdin))  # a text stream (tests) has no buffer
+        return data if isinstance(data, str) else data.decode("utf-8")
+    return read_regular(path).decode("utf-8")
 
 
 def expand(paths: Iterable[str]) -> Iterator[tuple[str, str | None]]:
