@@ -284,6 +284,9 @@ class Executor:
 
     def _pod_link(self, step: Step) -> None:
         obj: PodLink = step.obj  # type: ignore[assignment]
+        if step.op == DELETE:  # DEL: its peer, wherever it went, goes with it
+            self._delete_link(POD_NS, obj.name)
+            return
         ipr = self._ipr(POD_NS)
         index = self._index(POD_NS, obj.name)  # made with the host veth
         if step.op == CREATE:

@@ -119,7 +119,10 @@ def diff(desired: DesiredState, snapshot: Snapshot) -> Plan:
         if changes:
             forward.append(Step(MODIFY, obj, tuple(changes), reason="differs"))
     for obj in reversed(desired.absent):
-        if snapshot.get(obj.key) is not None:
+        observed = snapshot.get(obj.key)
+        want_kind = obj.desired().get("kind")
+        # A teardown removes only what is of its kind (DEL's CNI_IFNAME: a veth, never another plugin's device).
+        if observed is not None and (not want_kind or observed.attrs.get("kind") == want_kind):
             deletions.append(Step(DELETE, obj, reason="teardown"))
     return Plan(tuple(deletions + forward))
 

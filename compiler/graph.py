@@ -296,15 +296,20 @@ def compile_desired(
     return DesiredState(builder.graph)
 
 
-def compile_teardown(conf: NetConf, attachment: Attachment) -> DesiredState:
+def compile_teardown(conf: NetConf, attachment: Attachment, pod: bool = False) -> DesiredState:
     """What DEL removes: the host veth, and with it the pod end and all on it.
 
     Deleting by the host end works whatever state the pod is in: with CNI_NETNS
     empty, gone, or not a namespace at all, the node side is still reachable.
-    Shared objects (bridge, gateway address, sysctls) stay for the other pods.
+    With `pod` (the pod's namespace is open) CNI_IFNAME goes too, if it is a
+    veth: the host end may have been renamed, moved or detached, and the pod
+    would stay attached. Shared objects (bridge, gateway address, sysctls) stay
+    for the other pods.
     """
     veth = HostVeth(host_name=host_veth_name(attachment), peer_name=attachment.ifname, bridge=conf.bridge)
     absent: list[NetObject] = [veth]
+    if pod:
+        absent.insert(0, PodLink(ifname=attachment.ifname, peer_name=veth.host_name))
     tag = attachment_tag(attachment)
     if conf.ip_masq:
         absent.append(Masquerade(tag=tag, backend=conf.ip_masq_backend))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,16 +19,18 @@ from applier.execute import FEATURE_8021Q, FEATURE_VLAN_FILTERING, ExecutionRepo
 from applier.ipam import (
     HostLocalStore,
     IpamResult,
+    held_addresses,
     ipam_add,
     ipam_check,
     ipam_del,
+    ipam_rollback,
     ipam_type,
     is_host_local,
     validate_ipam,
 )
 from applier.ipam.delegate import run_ipam_plugin
 from applier.netlink import NetlinkError, ports_of
-from applier.netns import Namespaces, same_namespace
+from applier.netns import Namespaces, open_netns, same_namespace
 from applier.observe import Observer, observe
 from compiler.diff import diff, drift_messages
 from compiler.graph import (
@@ -55,6 +58,7 @@ from intent.errors import (
 )
 from intent.ipam_config import load_host_local
 from intent.result import Result, ResultInterface, ResultIP, ResultRoute, canonical_cidr, parse_prev_result
+from loxi.reattach import refuse_another_conf
 
 
 @dataclass(frozen=True)
@@ -123,21 +127,24 @@ def cmd_add(conf: NetConf, request: CniRequest) -> AddOutcome:
     validate_ipam(conf.raw, request)
     lock = locks.attachment_lock_name(conf.name, request.container_id, request.ifname)
     with locks.exclusive(lock), _pod_namespaces(request) as namespaces:
+        observer = Observer(namespaces)  # also the plan's: the links it reads do not change in between
+        refuse_another_conf(conf, request, attachment, observer)
+        was_running = observer.link(NODE_NS, host_veth_name(attachment)) is not None
         ipam = ipam_add(conf.raw, conf.stdin, request) if conf.has_ipam else None
         try:
             if ipam is not None and not ipam.leases:
                 raise CniError(INVALID_NETWORK_CONFIG, "IPAM plugin returned missing IP config")
             leases, routes = leases_from_ipam(ipam)
             desired = compile_desired(conf, attachment, leases, routes)
-            plan = diff(desired, observe(namespaces, desired))
+            plan = diff(desired, observe(namespaces, desired, observer))
             if plan.conflicts:
                 code = plan.conflicts[0].conflict_code or CONFLICT
                 raise CniError(code, "; ".join(s.conflict for s in plan.conflicts))
             report = Executor(namespaces, enable_dad=conf.enable_dad).apply(plan, conf.bridge)
             result = build_result(conf, desired, namespaces, ipam, report)
         except BaseException:
-            if ipam is not None and not ipam.reused:
-                ipam_del(conf.raw, conf.stdin, request)
+            if ipam is not None:  # only what this ADD allocated: a lease it found may be a running pod's
+                ipam_rollback(conf.raw, conf.stdin, request, ipam, was_running)
             raise
     return AddOutcome(result, plan)
 
@@ -195,19 +202,63 @@ def cmd_check(conf: NetConf, request: CniRequest) -> Plan:
 
 
 def cmd_del(conf: NetConf, request: CniRequest) -> Plan:
-    """Remove the pod's veth (node side: works whatever state the pod is in) and
-    release its addresses. Succeeds when everything is already gone."""
+    """Remove the pod's veth and release its addresses. Succeeds when everything is already gone.
+
+    The host end goes by name (whatever state the pod is in), and CNI_IFNAME goes
+    inside CNI_NETNS when that namespace is there, whatever happened to the host
+    end (renamed, moved away, detached: the pod would stay attached). An address
+    is released only when no interface in the pod still carries it."""
     attachment = attachment_of(conf, request)
     validate_ipam(conf.raw, request)
     lock = locks.attachment_lock_name(conf.name, request.container_id, request.ifname)
     with locks.best_effort(), locks.exclusive(lock, remove=True):  # a DEL that cannot lock still cleans up
-        with Namespaces() as namespaces:
-            desired = compile_teardown(conf, attachment)
+        with Namespaces(request.netns, _pod_fd_for_del(request)) as namespaces:
+            desired = compile_teardown(conf, attachment, pod=namespaces.has(POD_NS))
             plan = diff(desired, observe(namespaces, desired))
             Executor(namespaces).apply(plan, conf.bridge)
-        if conf.has_ipam:
+            carried = _still_carried(conf, request, namespaces)
+        if carried:
+            print(f"loxi-cni: DEL keeps the lease of {', '.join(carried)}: the pod still carries it", file=sys.stderr)
+        elif conf.has_ipam:
             ipam_del(conf.raw, conf.stdin, request)
     return plan
+
+
+def _pod_fd_for_del(request: CniRequest) -> int | None:
+    """DEL's pod namespace: open when it is there and is not the plugin's own, else None (empty,
+    gone, not a namespace: DEL still removes the node side and succeeds). The plugin's own
+    namespace is never taken for a pod's, so DEL never deletes the node's CNI_IFNAME."""
+    if not request.netns or same_namespace(request.netns):
+        return None
+    try:
+        return open_netns(request.netns)
+    except (OSError, CniError):
+        return None
+
+
+def _still_carried(conf: NetConf, request: CniRequest, namespaces: Namespaces) -> list[str]:
+    """The attachment's addresses some interface in the pod still has after the teardown."""
+    if not conf.has_ipam or not namespaces.has(POD_NS):
+        return []
+    if is_host_local(conf.raw):
+        ips = {str(ip) for ip in held_addresses(conf.raw, request)}
+    else:
+        try:
+            ips = {str(ipaddress.ip_interface(canonical_cidr(ip.address)).ip) for ip in _prev_ips(conf)}
+        except (CniError, ValueError, TypeError, AttributeError):
+            ips = set()
+    if not ips:
+        return []
+    found = []
+    for msg in namespaces.ipr(POD_NS).addr("dump", index=0, dump_filter={}):
+        address = msg.get("IFA_ADDRESS")
+        if address is not None and str(ipaddress.ip_address(address)) in ips:
+            found.append(f"{address} (link {msg.get('IFA_LABEL') or msg['index']})")
+    return found
+
+
+def _prev_ips(conf: NetConf) -> list[Any]:
+    return list(parse_prev_result(conf.prev_result).ips) if conf.prev_result else []
 
 
 def _valid_attachments(conf: NetConf) -> set[tuple[str, str]]:

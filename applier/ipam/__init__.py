@@ -24,10 +24,12 @@ __all__ = [
     "HostLocalStore",
     "IpamResult",
     "Lease",
+    "held_addresses",
     "ipam_add",
     "ipam_check",
     "ipam_del",
     "ipam_preview",
+    "ipam_rollback",
     "ipam_type",
     "is_host_local",
     "parse_resolv_conf",
@@ -47,6 +49,8 @@ class IpamResult:
     dns: Mapping[str, Any] = field(default_factory=dict)
     # True when every lease was already held by this attachment (a retried ADD).
     reused: bool = False
+    # host-local: the leases this ADD took (not found held); a failed ADD gives back these only.
+    reserved: tuple[Lease, ...] = field(default=(), compare=False)  # how this result came about, not what it is
 
 
 def ipam_type(conf: Mapping[str, Any]) -> str:
@@ -73,7 +77,7 @@ def ipam_add(conf: Mapping[str, Any], stdin: bytes, request: CniRequest) -> Ipam
         dns = _host_local_dns(config)
         store = HostLocalStore(config)
         leases = store.allocate(request.container_id, request.ifname)
-        return IpamResult(tuple(leases), config.routes, dns, reused=store.reused)
+        return IpamResult(tuple(leases), config.routes, dns, reused=store.reused, reserved=tuple(store.reserved))
     doc = run_ipam_plugin(kind, "ADD", stdin, request)
     if doc is None:
         raise CniError(DELEGATE_FAILED, f"{kind} ADD failed", "the plugin printed no result")
@@ -88,6 +92,33 @@ def ipam_del(conf: Mapping[str, Any], stdin: bytes, request: CniRequest) -> None
         HostLocalStore(config).release(request.container_id, request.ifname)
         return
     run_ipam_plugin(kind, "DEL", stdin, request)
+
+
+def ipam_rollback(
+    conf: Mapping[str, Any], stdin: bytes, request: CniRequest, ipam: IpamResult, was_running: bool
+) -> None:
+    """Undo a failed ADD's IPAM, and only what that ADD allocated.
+
+    host-local: the lease files it reserved, never one it found held (a retried
+    ADD of a running pod, or one killed after IPAM, finds its own lease: the pod
+    may be using it, and releasing it would let the store hand it out again).
+    A delegated plugin cannot say which leases are new: it is asked to DEL only
+    when the attachment did not run before this ADD.
+    """
+    kind = ipam_type(conf)
+    if kind == HOST_LOCAL:
+        if ipam.reserved:
+            store = HostLocalStore(_load_for_existing(conf))
+            store.release_ips(request.container_id, request.ifname, [lease.ip for lease in ipam.reserved])
+        return
+    if not was_running:
+        run_ipam_plugin(kind, "DEL", stdin, request)
+
+
+def held_addresses(conf: Mapping[str, Any], request: CniRequest) -> list[Any]:
+    """host-local: every address the store holds for this attachment, in the conf's sets or not."""
+    store = HostLocalStore(_load_for_existing(conf))
+    return [ip for ip, _ in store.held_anywhere(request.container_id, request.ifname)]
 
 
 def ipam_check(conf: Mapping[str, Any], stdin: bytes, request: CniRequest) -> IpamResult:

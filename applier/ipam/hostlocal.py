@@ -275,6 +275,7 @@ class HostLocalStore:
         self.config = config
         self.path = config.store_dir
         self.reused = False  # set by allocate()
+        self.reserved: list[Lease] = []  # set by allocate(): the leases it took now, not found held
 
     # -- public API -------------------------------------------------------
 
@@ -302,8 +303,10 @@ class HostLocalStore:
                             directory.unlink(name)
                 raise
         # A retried ADD gets back what it already held; the engine must then not
-        # release those addresses if the retry fails, as a working pod uses them.
+        # release those addresses if the retry fails, as a working pod uses them:
+        # a rollback gives back `reserved` only (release_ips), never what was found.
         self.reused = not taken_now
+        self.reserved = [lease for lease in leases if str(lease.ip) in taken_now]
         return leases
 
     def preview(self, container_id: str, ifname: str) -> list[Lease]:
@@ -334,6 +337,24 @@ class HostLocalStore:
                         errors.append(f"{ip}: {err.strerror}")
                 if errors:
                     raise CniError(IO_FAILURE, "host-local store: failed to release", "; ".join(errors))
+
+    def release_ips(self, container_id: str, ifname: str, ips: list[IPAddress]) -> None:
+        """A failed ADD's rollback: drop exactly these lease files, and only while they still name this
+        attachment. Leases the ADD found held stay: a running pod may be using them."""
+        owner = _owner_text(container_id, ifname)
+        with self._open(create=False) as directory:
+            if directory is None:
+                return
+            with self._lock_file(directory, create=True) as lock_fd, _flock(lock_fd, fcntl.LOCK_EX):
+                for ip in ips:
+                    if (directory.read(str(ip)) or "").strip() == owner:
+                        directory.unlink(str(ip))
+
+    def held_anywhere(self, container_id: str, ifname: str) -> list[tuple[IPAddress, int]]:
+        """Every address this attachment holds, with its range set's index (-1: in none of the conf's sets)."""
+        snap = self._read_snapshot()
+        held = snap.held(_owner_text(container_id, ifname)) or snap.held(container_id.strip())
+        return [(ip, self._set_index(ip)) for ip in held]
 
     def find(self, container_id: str, ifname: str) -> list[Lease]:
         """The configured-set leases this attachment holds (legacy `cid`-only files if it has no others)."""

@@ -141,4 +141,3 @@ def test_ten_concurrent_status_calls_give_ten_identical_answers(node):
     assert "EEXIST" not in calls[0].stdout and "internal error" not in calls[0].stdout, calls[0]
     assert not [name for name in node.ns.links() if "probe" in name], node.ns.links()
     print(f"\nconcurrent STATUS: 10 calls, one answer: rc={calls[0].rc} {calls[0].stdout[:80]!r}")
-
