@@ -23,13 +23,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
 import time
+import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import AGENT_MODE, Node, make_conf
 from tests.snapshots import assert_cni_error, kernel_state, lease_files, run_plugin
@@ -444,3 +449,70 @@ def test_a_good_conf_with_an_explicit_gateway_and_route_gateway_still_attaches(n
     assert _plan_validate(path).returncode == 0
     assert node.cni("DEL", conf, container_id="c1", netns=pod.path).rc == 0
     nothing_attached(node, pod)
+
+
+# -- special files at every path the plugin opens (hypothesis) -------------------------------------
+
+PLACES = ("conf logFile", "LOXI_LOG_FILE", "resolvConf", "store lock")
+SPECIAL_KINDS = ("fifo", "chardev", "socket", "symlink to a fifo", "directory")
+
+
+def make_special_file(path: Path, kind: str) -> None:
+    if kind == "fifo":
+        fifo_at(path)
+    elif kind == "chardev":
+        chardev_at(path)
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    elif kind == "symlink to a fifo":
+        path.symlink_to(fifo_at(path.with_name(path.name + ".fifo")))
+    else:
+        path.mkdir()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(place=st.sampled_from(PLACES), kind=st.sampled_from(SPECIAL_KINDS))
+def test_special_files_at_every_path_the_plugin_opens(node, tmp_path, place, kind):
+    """Never blocks, never writes into or replaces the file: a log is skipped (ADD succeeds), the store's
+    lock and resolvConf are refused with code 5 and the ADD leaves nothing."""
+    case = tmp_path / uuid.uuid4().hex[:8]
+    case.mkdir()
+    data_dir = case / "ipam"
+    conf = make_conf(data_dir)
+    env: dict[str, str] = {}
+    if place == "store lock":
+        (data_dir / NETWORK).mkdir(parents=True)
+        target = data_dir / NETWORK / "lock"
+    else:
+        target = case / "target"
+    make_special_file(target, kind)
+    before = os.lstat(target)
+    if place == "conf logFile":
+        conf["logFile"] = str(target)
+    elif place == "LOXI_LOG_FILE":
+        env["LOXI_LOG_FILE"] = str(target)
+    elif place == "resolvConf":
+        conf["ipam"]["resolvConf"] = str(target)
+    pod, call = add(node, conf, env=env)
+    if place in ("conf logFile", "LOXI_LOG_FILE"):
+        assert call.rc == 0, call
+        assert node.cni("DEL", conf, container_id="c1", netns=pod.path, env=env, timeout=FAST).rc == 0
+    else:
+        assert_cni_error(call, 5)
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino), f"{place}: the {kind} was replaced"
+    assert node.ns.loxi_links() == [] and [n for n in pod.links() if n != "lo"] == []
+    assert lease_files(Node(node.ns, data_dir, node.factory), NETWORK) == {}
+    node.factory.delete(pod)
+    SPECIAL_FILE_CASES[(place, kind)] += 1
+
+
+SPECIAL_FILE_CASES: Counter = Counter()

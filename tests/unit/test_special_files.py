@@ -401,3 +401,63 @@ def test_check_prev_result_accepts_what_add_prints():
         }
     )
     check_prev_result({"cniVersion": "0.2.0", "ip4": {"ip": "10.0.0.2/24", "gateway": "10.0.0.1"}, "dns": {}})
+
+
+# -- bytes that are not UTF-8, in every variable (hypothesis) ------------------------------------
+
+CNI_VARS = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
+# os.environ and loxi-agent decode the environment with surrogateescape: a byte that is not UTF-8 is a lone surrogate
+not_utf8 = (
+    st.binary(min_size=1, max_size=12)
+    .filter(lambda b: not _is_utf8(b))
+    .map(lambda b: b.decode("utf-8", "surrogateescape"))
+)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(
+    command=st.sampled_from(["ADD", "CHECK", "DEL"]),
+    var=st.sampled_from(CNI_VARS),
+    prefix=st.sampled_from(["", "eth", "/var/run/netns/", "K8S_POD_NAME="]),
+    junk=not_utf8,
+)
+def test_a_variable_that_is_not_utf8_never_breaks_the_plugin(tmp_path_factory, command, var, prefix, junk):
+    """ADD and CHECK: code 4 naming the variable. DEL with an id or ifname that is not UTF-8: success, and
+    nothing touched (it names nothing ADD could have made). A junk CNI_COMMAND: code 4. Never 110."""
+    import io
+
+    from loxi.cni import run
+
+    store = tmp_path_factory.mktemp("store")
+    environ = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": "c1",
+        "CNI_NETNS": "/nonexistent-loxi-netns/ns",
+        "CNI_IFNAME": "eth0",
+        "CNI_ARGS": "",
+        "CNI_PATH": "/usr/lib/cni",
+        var: prefix + junk,
+    }
+    conf = {**GOOD_CONF, "ipam": {**GOOD_CONF["ipam"], "dataDir": str(store / "never")}}
+    if command == "CHECK":
+        conf["prevResult"] = {"cniVersion": "1.0.0", "ips": [{"address": "10.250.0.2/24"}]}
+    if command == "DEL" and var not in ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_COMMAND"):
+        return  # DEL would go on to the kernel: the integration tests cover it in a throw-away namespace
+    out, err = io.StringIO(), io.StringIO()
+    rc = run(environ, io.BytesIO(json.dumps(conf).encode()), out, err)
+    assert "Traceback" not in out.getvalue() + err.getvalue(), err.getvalue()
+    if command == "DEL" and var != "CNI_COMMAND":
+        assert (rc, out.getvalue()) == (0, ""), out.getvalue()
+    else:
+        doc = json.loads(out.getvalue())
+        assert rc == 1 and doc["code"] == 4, doc
+        assert var in doc["msg"] or var == "CNI_COMMAND", doc
+    assert not (store / "never").exists()
