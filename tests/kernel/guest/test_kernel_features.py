@@ -1,7 +1,7 @@
-"""Guest-side smoke tests: the UML kernel has what loxi-cni's VLAN work needs.
+"""Guest-side smoke tests: the guest kernel has what loxi-cni's VLAN work needs.
 
-They run only inside User-Mode Linux (see ``conftest.py`` here and
-``tests/kernel/test_uml_tier.py``) and double as working recipes for pyroute2 0.9.7:
+They run only inside the kernel-tier guest (see ``conftest.py`` here and
+``tests/kernel/test_guest_tier.py``) and double as working recipes for pyroute2 0.9.7:
 
 * bridge with VLAN filtering: ``ipr.link("add", ifname=..., kind="bridge", br_vlan_filtering=1)``;
   toggle on an existing bridge: ``ipr.link("set", index=br, kind="bridge", br_vlan_filtering=1)``
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-pytestmark = pytest.mark.uml
+pytestmark = pytest.mark.guest
 pyroute2 = pytest.importorskip("pyroute2")
 IPRoute = pyroute2.IPRoute
 

@@ -1,6 +1,6 @@
 """The blog's conf as written (VLAN 100), end to end, on a kernel with bridge VLAN filtering.
 
-Runs inside the UML guest only (see tests/kernel/README.md): the installed
+Runs inside the kernel-tier guest only (see tests/kernel/README.md): the installed
 loxi-cni is executed exactly as in tests/integration, then the bridge's VLAN
 table is read back with `bridge -j vlan show`.
 """

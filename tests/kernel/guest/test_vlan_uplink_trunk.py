@@ -1,6 +1,6 @@
 """Trunk ports, the uplink VLAN node, and VLAN 100 across two nodes, on a kernel with 802.1Q.
 
-Runs inside the UML guest only. Two node namespaces stand for two nodes; the two
+Runs inside the kernel-tier guest only. Two node namespaces stand for two nodes; the two
 ends of one veth pair are their uplinks (the "wire" between the nodes).
 """
 
