@@ -240,6 +240,10 @@ def _still_carried(conf: NetConf, request: CniRequest, namespaces: Namespaces) -
     """The attachment's addresses some interface in the pod still has after the teardown."""
     if not conf.has_ipam or not namespaces.has(POD_NS):
         return []
+    # The pod's addresses first: usually none is left but loopback's, and the store need not be read.
+    present = [msg for msg in namespaces.ipr(POD_NS).addr("dump", index=0, dump_filter={}) if msg.get("IFA_ADDRESS")]
+    if not any(not ipaddress.ip_address(msg.get("IFA_ADDRESS")).is_loopback for msg in present):
+        return []
     if is_host_local(conf.raw):
         ips = {str(ip) for ip in held_addresses(conf.raw, request)}
     else:
@@ -250,9 +254,9 @@ def _still_carried(conf: NetConf, request: CniRequest, namespaces: Namespaces) -
     if not ips:
         return []
     found = []
-    for msg in namespaces.ipr(POD_NS).addr("dump", index=0, dump_filter={}):
+    for msg in present:
         address = msg.get("IFA_ADDRESS")
-        if address is not None and str(ipaddress.ip_address(address)) in ips:
+        if str(ipaddress.ip_address(address)) in ips:
             found.append(f"{address} (link {msg.get('IFA_LABEL') or msg['index']})")
     return found
 
