@@ -255,15 +255,23 @@ def test_add_when_the_pod_already_has_the_interface(node):
     assert node.store_files("loxilight_cni") == []
 
 
-def test_failed_add_rolls_back_a_bridge_it_created(node):
-    """A kernel refusal mid-plan (the route's gateway is unreachable) undoes the whole run."""
-    pod = node.pod()
+def dual_stack_into_a_pod_without_ipv6(node, pod):
+    """A conf the rules accept and the kernel refuses mid-plan: an IPv6 address in a pod whose
+    namespace has IPv6 disabled (EACCES), after the bridge, the veth and the IPv4 lease exist."""
+    pod.exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1", check=True)
     conf = make_conf(node.data_dir)
-    conf["ipam"]["routes"] = [{"dst": "10.96.0.0/12", "gw": "10.200.0.1"}]
-    call = add(node, pod, conf)
+    conf["ipam"].pop("subnet")
+    conf["ipam"]["ranges"] = [[{"subnet": "10.244.1.0/24"}], [{"subnet": "fd00:10:244:1::/64"}]]
+    return conf
+
+
+def test_failed_add_rolls_back_a_bridge_it_created(node):
+    """A kernel refusal mid-plan (IPv6 off in the pod) undoes the whole run."""
+    pod = node.pod()
+    call = add(node, pod, dual_stack_into_a_pod_without_ipv6(node, pod))
     assert call.rc == 1, call
     assert call.json["code"] == 100
-    assert "ENETUNREACH" in call.json["msg"] and "route 10.96.0.0/12 via 10.200.0.1" in call.json["msg"]
+    assert "EACCES" in call.json["msg"] and "fd00:10:244:1::2/64" in call.json["msg"], call.json
     assert sorted(node.ns.links()) == ["lo"], "bridge and veth removed"
     assert list(pod.links()) == ["lo"]
     assert node.store_files("loxilight_cni") == []
@@ -408,15 +416,15 @@ def test_other_ipam_types_are_delegated_through_cni_path(node):
 
 
 def test_a_failed_retry_of_add_keeps_the_working_pods_address(node):
-    """ADD retried for a pod that already works, and failing, must not release its address."""
+    """ADD retried for a pod that already works, and failing in the kernel, must not release its addresses."""
     pod = node.pod()
-    conf = make_conf(node.data_dir)
+    conf = dual_stack_into_a_pod_without_ipv6(node, pod)
+    pod.exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0", check=True)
     assert add(node, pod, conf).rc == 0
-    broken = make_conf(node.data_dir)
-    broken["ipam"]["routes"] = [{"dst": "10.96.0.0/12", "gw": "10.200.0.1"}]
-    call = add(node, pod, broken)
+    pod.exec("sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1", check=True)  # the kernel drops the v6 address
+    call = add(node, pod, conf)
     assert call.rc == 1 and call.json["code"] == 100, call
-    assert node.store_files("loxilight_cni") == ["10.244.1.2"]
+    assert node.store_files("loxilight_cni") == ["10.244.1.2", "fd00:10:244:1::2"]
     assert pod.addresses("eth0") == ["10.244.1.2/24"]
 
 
