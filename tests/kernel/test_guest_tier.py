@@ -12,7 +12,6 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from .qemu import (
     KernelCache,
     default_guest_env,
     extract_vmlinux,
-    guest_pytest_argv,
     module_load_order,
     pytest_outcomes,
     run_in_guest,
@@ -59,6 +57,7 @@ def test_the_guest_sees_this_checkout_its_tmpfs_modules_and_environment(guest_ke
         for m in bridge 8021q veth; do [ -d /sys/module/$m ] && echo "module:$m"; done
         nft add table inet loxiprobe && echo "autoloaded:nf_tables"
         echo leak > /etc/cni/net.d/guest-probe.conflist
+        grep -m1 "model name" /proc/cpuinfo | sed "s/.*: /cpu=/"
         printf 'no newline \\001\\377'
         {shlex.quote(sys.executable)} -c 'import sys, pyroute2; print("\\nprefix=" + sys.prefix)'
         exit 7
@@ -78,19 +77,8 @@ def test_the_guest_sees_this_checkout_its_tmpfs_modules_and_environment(guest_ke
     assert b"no newline \x01\xff\nprefix=" in run.raw, "output comes back byte for byte"
     assert f"prefix={sys.prefix}\n" in run.output
     assert not os.path.exists("/etc/cni/net.d/guest-probe.conflist")
-
-
-def test_a_failing_guest_test_fails_the_tier(guest_kernel: KernelCache) -> None:
-    """The guest pytest's exit status and summary come back: a failing guest test is no pass."""
-    with tempfile.TemporaryDirectory(prefix="loxi-guest-fail-", dir="/var/tmp") as tmp:
-        Path(tmp, "test_fails.py").write_text(
-            "def test_fails():\n    assert 1 + 1 == 3\n\ndef test_passes():\n    pass\n"
-        )
-        argv = guest_pytest_argv([str(Path(tmp, "test_fails.py"))], ["--rootdir", tmp, "-c", "/dev/null"])
-        run = run_in_guest(argv, cwd=tmp, env=default_guest_env(), timeout=240)
-    assert run.returncode == 1, run.output
-    assert pytest_outcomes(run.output) == {"failed": 1, "passed": 1}, run.output
-    assert "assert 1 + 1 == 3" in run.output
+    if run.engine == "qemu/tcg":  # the guest runs on an emulated CPU, whatever the host's (AMX or not)
+        assert "cpu=QEMU TCG CPU" in run.output, run.output
 
 
 def test_a_guest_that_never_finished_is_a_harness_error(guest_kernel: KernelCache) -> None:
@@ -104,8 +92,8 @@ def test_a_guest_that_never_finished_is_a_harness_error(guest_kernel: KernelCach
 def test_the_timeout_kills_a_hung_guest_and_leaves_no_process(guest_kernel: KernelCache) -> None:
     start = time.monotonic()
     with pytest.raises(GuestError, match="timed out"):
-        run_in_guest(["/bin/sh", "-c", "sleep 600"], cwd="/", env={"PATH": "/usr/bin:/bin"}, timeout=15, name="hung")
-    assert time.monotonic() - start < 30
+        run_in_guest(["/bin/sh", "-c", "sleep 600"], cwd="/", env={"PATH": "/usr/bin:/bin"}, timeout=10, name="hung")
+    assert time.monotonic() - start < 25
     leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _is_our_qemu(p)]
     assert leftovers == [], f"qemu processes left behind: {leftovers}"
 
