@@ -1,0 +1,1 @@
+"""The CRI tier: a private containerd with its CRI plugin, driven over gRPC as kubelet drives it."""
