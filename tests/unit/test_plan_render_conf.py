@@ -10,6 +10,7 @@ import stat
 import pytest
 
 from loxi.plan import conftemplate as ct
+from loxi.plan.conf import pick_version
 from loxi.plan.errors import PlanError
 from loxi.plan_cli import run
 
@@ -31,6 +32,10 @@ def test_the_seed_template_renders_the_seed_network_for_one_node():
     text = ct.render(ct.find_template("loxilight"), {"node_pod_cidr": "10.244.7.0/24"})
     doc = json.loads(text)
     assert doc["name"] == "loxilight_cni" and doc["cniVersion"] == "1.0.0"
+    # readiness: libcni 1.2+ (containerd 2.x, CRI-O) picks 1.1.0 from cniVersions and so sends STATUS;
+    # an older libcni (containerd 1.6) reads only cniVersion and gets results it can parse
+    assert doc["cniVersions"] == ["1.0.0", "1.1.0"]
+    assert pick_version(doc) == "1.1.0"
     plugin = doc["plugins"][0]
     assert plugin["type"] == "loxi-cni" and plugin["bridge"] == "hsvlan100" and plugin["vlanID"] == 100
     assert plugin["isGateway"] is True and plugin["mtu"] == 1500
@@ -94,7 +99,7 @@ def test_cli_render_of_an_invalid_conf_writes_nothing(tmp_path, capsys):
     args = ["render", "loxilight", "--node-pod-cidr", "10.244.3.0/24", "--var", "mtu=12", "-o", str(target)]
     assert run(args, io.StringIO()) == 1
     err = capsys.readouterr().err
-    assert f"{target}:10:14: plugins[0].mtu: mtu 12 is below the minimum of 68" in err
+    assert f"{target}:11:14: plugins[0].mtu: mtu 12 is below the minimum of 68" in err
     assert err.rstrip().splitlines()[-1] == "loxi-plan: error: the rendered conf is invalid (1 error): nothing written"
     assert target.read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["10-loxilight.conflist"]
