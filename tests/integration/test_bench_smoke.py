@@ -70,6 +70,13 @@ def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
         if reference:
             assert share["bridge"] is None and share["ratio_agent"] is None
     assert figures["VERSION CPU, of which loxi-agent (mean)"]["loxi-cni+agent"] < 1  # the client answers VERSION
+    # CRI-O runs CHECK right after every ADD: a pod costs the pair, each pod's ADD plus its own CHECK
+    pair = figures["ADD+CHECK pair median (CRI-O)"]
+    for key in expected:
+        adds = report["plugins"][key]["samples_ms"]["ADD"]
+        checks = report["plugins"][key]["samples_ms"]["CHECK"]
+        assert min(adds) + min(checks) - 0.01 <= pair[key] <= max(adds) + max(checks) + 0.01, (pair, key)
+    assert figures["ADD+CHECK pair CPU, processes + agent (mean)"]["loxi-cni+agent"] > 0
     loaded = figures[f"ADD median, {report['settings']['background_pods']} pods attached"]
     assert all(loaded[key] > 0 for key in expected)
     assert any(name.startswith("burst ") and name.endswith("pods/s") for name in figures)
