@@ -105,6 +105,35 @@ def exclusive(name: str, remove: bool = False, best_effort: bool | None = None) 
         os.close(fd)  # closing releases the flock
 
 
+@contextmanager
+def try_exclusive(name: str, remove: bool = False) -> Iterator[bool]:
+    """Like `exclusive`, but never waits: the block gets False when someone holds the lock.
+
+    For loxi-agent's reconciler, which must never act on an attachment whose ADD
+    or DEL is running, and must not queue behind one either (the ADD would then
+    find its fresh allocation gone)."""
+    directory = lock_dir()
+    path = os.path.join(directory, f"{name}.lock")
+    fd = _open_lock(directory, path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        yield False
+        return
+    try:
+        same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        same = False
+    try:
+        yield same  # a remover got there first: treat as busy, the next pass looks again
+    finally:
+        if remove and same:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        os.close(fd)
+
+
 def bridge_lock_name(bridge: str) -> str:
     return f"bridge-{bridge}"
 

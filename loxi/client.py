@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT = 0.5  # seconds: an agent that does not accept this fast is treated as absent
 ANSWER_TIMEOUT = 60.0  # seconds: the longest a real ADD may take (delegated IPAM included)
-FORWARDED_PREFIXES = (b"CNI_", b"LOXI_LOG_")
+FORWARDED_PREFIXES = (b"CNI_", b"LOXI_LOG_", b"TRACEPARENT", b"TRACESTATE")
 SOCKET_ENV = b"LOXI_AGENT_SOCKET"
 KILL_HOOK = b"LOXI_TEST_KILL_BEFORE_STEP"  # the test suite's crash hook works in-process only
 S_IFMT, S_IFREG = 0o170000, 0o100000

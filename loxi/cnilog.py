@@ -8,6 +8,13 @@ error while logging is swallowed (an OSError is noted on stderr). The log file
 must be a regular file: a FIFO (whose open would block the command for ever)
 or a device at that path is refused, never opened (intent.safe_io).
 
+Size: the file rotates (`logFileMaxSize` bytes, or `LOXI_LOG_FILE_MAX_SIZE`,
+default 10 MiB; `logFileMaxCount` old files kept, or `LOXI_LOG_FILE_MAX_COUNT`,
+default 5), under an flock every writer takes (loxi.logrotate). A W3C trace
+context in the environment (`TRACEPARENT`, which libcni passes on from its
+caller) is written into the line as `traceparent`, so a pod's CNI calls can be
+found from the runtime's trace.
+
 Levels: `error` logs failed commands, `warning` the same, `info` (default)
 every ADD/DEL/CHECK/GC/STATUS, `debug` also VERSION and each plan step.
 
@@ -32,6 +39,10 @@ if TYPE_CHECKING:
 
 ENV_FILE = "LOXI_LOG_FILE"
 ENV_LEVEL = "LOXI_LOG_LEVEL"
+ENV_MAX_SIZE = "LOXI_LOG_FILE_MAX_SIZE"
+ENV_MAX_COUNT = "LOXI_LOG_FILE_MAX_COUNT"
+TRACEPARENT = "TRACEPARENT"
+MAX_TRACEPARENT = 256
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 DEFAULT_LEVEL = "info"
 
@@ -130,6 +141,28 @@ def _destination(environ: Mapping[str, str], conf: Mapping[str, Any]) -> tuple[s
     return path, (level if level in LEVELS else DEFAULT_LEVEL)
 
 
+def _bounds(environ: Mapping[str, str], conf: Mapping[str, Any]) -> tuple[int, int]:
+    """(max size, max count) of the log: the conf's keys, else the environment's, else the defaults."""
+    from loxi.logrotate import parse_count, parse_size
+
+    size = conf.get("logFileMaxSize")
+    count = conf.get("logFileMaxCount")
+    if size is None:
+        size = environ.get(ENV_MAX_SIZE) or os.environ.get(ENV_MAX_SIZE)
+    if count is None:
+        text = environ.get(ENV_MAX_COUNT) or os.environ.get(ENV_MAX_COUNT) or ""
+        count = int(text) if text.isdigit() else None
+    return parse_size(size), parse_count(count)
+
+
+def traceparent(environ: Mapping[str, str]) -> str | None:
+    """The caller's W3C trace context, when it looks like one (printable ASCII, bounded)."""
+    value = environ.get(TRACEPARENT)
+    if not value or len(value) > MAX_TRACEPARENT or not all(" " < c < "\x7f" for c in value):
+        return None
+    return value
+
+
 def build_line(
     environ: Mapping[str, str], stdin: bytes, stdout: str, rc: int, seconds: float, record: Mapping[str, Any]
 ) -> tuple[dict[str, Any], int]:
@@ -153,6 +186,9 @@ def build_line(
         "pid": os.getpid(),
         "rc": rc,
     }
+    trace = traceparent(environ)
+    if trace:
+        line["traceparent"] = trace
     try:
         output = _json().loads(stdout) if stdout.strip() else None
     except ValueError:
@@ -192,13 +228,6 @@ def _emit(environ: Mapping[str, str], stdin: bytes, stdout: str, rc: int, second
         steps = getattr(record["plan"], "steps", ())
         line["steps"] = [step.describe() for step in steps if hasattr(step, "describe")]
     data = (_json().dumps(line, sort_keys=False, default=str) + "\n").encode()
-    directory = os.path.dirname(path)
-    if directory and not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    from intent.safe_io import open_regular  # a FIFO (it would block) or a device is refused, never opened
+    from loxi.logrotate import append_line  # one write of one line, under the rotation's flock
 
-    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, data)  # one write of one line: appends from concurrent pods do not interleave
-    finally:
-        os.close(fd)
+    append_line(path, data, *_bounds(environ, conf if isinstance(conf, dict) else {}))

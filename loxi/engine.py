@@ -58,6 +58,7 @@ from intent.errors import (
 )
 from intent.ipam_config import load_host_local
 from intent.result import Result, ResultInterface, ResultIP, ResultRoute, canonical_cidr, parse_prev_result
+from loxi.phases import phase
 from loxi.reattach import refuse_another_conf
 
 
@@ -130,18 +131,21 @@ def cmd_add(conf: NetConf, request: CniRequest) -> AddOutcome:
         observer = Observer(namespaces)  # also the plan's: the links it reads do not change in between
         refuse_another_conf(conf, request, attachment, observer)
         was_running = observer.link(NODE_NS, host_veth_name(attachment)) is not None
-        ipam = ipam_add(conf.raw, conf.stdin, request) if conf.has_ipam else None
+        with phase("ipam"):
+            ipam = ipam_add(conf.raw, conf.stdin, request) if conf.has_ipam else None
         try:
             if ipam is not None and not ipam.leases:
                 raise CniError(INVALID_NETWORK_CONFIG, "IPAM plugin returned missing IP config")
             leases, routes = leases_from_ipam(ipam)
-            desired = compile_desired(conf, attachment, leases, routes)
-            plan = diff(desired, observe(namespaces, desired, observer))
+            with phase("plan"):
+                desired = compile_desired(conf, attachment, leases, routes)
+                plan = diff(desired, observe(namespaces, desired, observer))
             if plan.conflicts:
                 code = plan.conflicts[0].conflict_code or CONFLICT
                 raise CniError(code, "; ".join(s.conflict for s in plan.conflicts))
-            report = Executor(namespaces, enable_dad=conf.enable_dad).apply(plan, conf.bridge)
-            result = build_result(conf, desired, namespaces, ipam, report)
+            with phase("apply"):
+                report = Executor(namespaces, enable_dad=conf.enable_dad).apply(plan, conf.bridge)
+                result = build_result(conf, desired, namespaces, ipam, report)
         except BaseException:
             if ipam is not None:  # only what this ADD allocated: a lease it found may be a running pod's
                 ipam_rollback(conf.raw, conf.stdin, request, ipam, was_running)
@@ -186,15 +190,17 @@ def cmd_check(conf: NetConf, request: CniRequest) -> Plan:
         leases = _prev_leases(conf, request)
         routes: Sequence[RouteIntent] = ()
         if conf.has_ipam:
-            ipam = ipam_check(conf.raw, conf.stdin, request)
+            with phase("ipam"):
+                ipam = ipam_check(conf.raw, conf.stdin, request)
             held = {lease.address for lease in ipam.leases}
             missing = [lease.interface for lease in leases if lease.interface not in held]
             if missing:
                 raise CniError(CHECK_FAILED, f"IPAM does not hold {', '.join(map(str, missing))} for this container")
             _, routes = leases_from_ipam(ipam)
-        desired = compile_desired(conf, attachment, leases, routes)
-        observer = Observer(namespaces)
-        plan = diff(desired, observe(namespaces, desired, observer))
+        with phase("plan"):
+            desired = compile_desired(conf, attachment, leases, routes)
+            observer = Observer(namespaces)
+            plan = diff(desired, observe(namespaces, desired, observer))
         messages = drift_messages(plan, request.netns) + _prev_mac_drift(conf, request, desired, observer)
     if messages:
         raise CniError(CHECK_FAILED, "; ".join(messages))
@@ -208,18 +214,28 @@ def cmd_del(conf: NetConf, request: CniRequest) -> Plan:
     inside CNI_NETNS when that namespace is there, whatever happened to the host
     end (renamed, moved away, detached: the pod would stay attached). An address
     is released only when no interface in the pod still carries it."""
-    attachment = attachment_of(conf, request)
     validate_ipam(conf.raw, request)
     lock = locks.attachment_lock_name(conf.name, request.container_id, request.ifname)
     with locks.best_effort(), locks.exclusive(lock, remove=True):  # a DEL that cannot lock still cleans up
-        with Namespaces(request.netns, _pod_fd_for_del(request)) as namespaces:
+        return teardown(conf, request)
+
+
+def teardown(conf: NetConf, request: CniRequest) -> Plan:
+    """DEL's work, for a caller that holds the attachment lock (DEL itself, and the
+    agent's reconciler, which takes the lock without waiting and skips a busy attachment):
+    the veth, the attachment's netfilter rules, then the addresses."""
+    attachment = attachment_of(conf, request)
+    with Namespaces(request.netns, _pod_fd_for_del(request)) as namespaces:
+        with phase("plan"):
             desired = compile_teardown(conf, attachment, pod=namespaces.has(POD_NS))
             plan = diff(desired, observe(namespaces, desired))
+        with phase("apply"):
             Executor(namespaces).apply(plan, conf.bridge)
-            carried = _still_carried(conf, request, namespaces)
-        if carried:
-            print(f"loxi-cni: DEL keeps the lease of {', '.join(carried)}: the pod still carries it", file=sys.stderr)
-        elif conf.has_ipam:
+        carried = _still_carried(conf, request, namespaces)
+    if carried:
+        print(f"loxi-cni: DEL keeps the lease of {', '.join(carried)}: the pod still carries it", file=sys.stderr)
+    elif conf.has_ipam:
+        with phase("ipam"):
             ipam_del(conf.raw, conf.stdin, request)
     return plan
 
