@@ -42,6 +42,8 @@ from loxi.cli import add_subcommand
 
 PROG = "loxi-plan"
 PLUGIN_NAME = "loxi-cni"
+INPROCESS_NAME = "loxi-cni-inprocess"  # the launcher's name beside the shim (shim/loxi-shim.c: LAUNCHER_NAME)
+SHIM_NAME = "loxi-cni-shim"  # where scripts/setup and the image put the built shim: <sys.prefix>/bin
 PLUGIN_TYPE = "loxi-cni"
 DIST_NAME = "loxi-cni"
 DEFAULT_BIN_DIR = "/opt/cni/bin"
@@ -68,10 +70,11 @@ import sys
 
 sys.path.extend({{ paths }})
 
-from loxi.entry import main
-
-main()
+{{ entry }}
 """
+# loxi-cni: the thin client (loxi-agent, else in-process); loxi-cni-inprocess (the shim's fallback): in-process
+ENTRY = "from loxi.entry import main\n\nmain()"
+ENTRY_INPROCESS = "from loxi.cni import main_in_process\n\nmain_in_process()"
 
 
 class InstallError(Exception):
@@ -152,7 +155,7 @@ def _version() -> str:
         return "unknown"
 
 
-def render_launcher(python: str | None = None, paths: Sequence[str] | None = None) -> str:
+def render_launcher(python: str | None = None, paths: Sequence[str] | None = None, inprocess: bool = False) -> str:
     import jinja2
 
     python = python or sys.executable
@@ -165,7 +168,10 @@ def render_launcher(python: str | None = None, paths: Sequence[str] | None = Non
         raise InstallError(f"the interpreter path is too long for a #! line ({len(shebang)} > {MAX_SHEBANG})")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     return env.from_string(LAUNCHER_TEMPLATE).render(
-        python=python, paths=repr(list(paths if paths is not None else import_paths())), version=_version()
+        python=python,
+        paths=repr(list(paths if paths is not None else import_paths())),
+        version=_version(),
+        entry=ENTRY_INPROCESS if inprocess else ENTRY,
     )
 
 
@@ -187,7 +193,7 @@ def verify_launcher(path: str) -> None:
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     interpreter = text.splitlines()[0][2:].split()[0]
-    body = text.split("from loxi.entry import main", 1)[0]
+    body = text.split("\nfrom loxi.", 1)[0] + "\n"
     probe = body + "import loxi.entry, loxi.cni, loxi.engine, loxi.client, loxi.agent\n"
     proc = subprocess.run(
         [interpreter, "-I", "-S", "-c", probe], env={}, capture_output=True, timeout=120, cwd="/", check=False
@@ -195,6 +201,26 @@ def verify_launcher(path: str) -> None:
     if proc.returncode != 0:
         last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         raise InstallError(f"the launcher cannot import the engine: {last[0]}")
+
+
+def default_shim() -> str:
+    """The built shim of this installation (scripts/setup and deploy/Dockerfile put it there)."""
+    return os.path.join(sys.prefix, "bin", SHIM_NAME)
+
+
+def verify_shim(path: str) -> None:
+    """The shim answers VERSION itself, from the list it was built with: it must be this engine's."""
+    from intent.versions import version_info_json
+
+    try:
+        proc = subprocess.run([path], env={"CNI_COMMAND": "VERSION"}, capture_output=True, timeout=30, cwd="/")
+    except OSError as err:
+        raise InstallError(f"the shim does not run: {err}") from None
+    if proc.returncode != 0 or proc.stdout != (version_info_json() + "\n").encode():
+        raise InstallError(
+            f"the shim answers VERSION with {proc.stdout[:200]!r} (exit {proc.returncode}), not this engine's "
+            "versions: rebuild it (shim/build.sh)"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -366,7 +392,10 @@ def install(
     conf_name: str = DEFAULT_CONF_NAME,
     variables: Sequence[str] = (),
     verify: bool = True,
+    shim: str | None = None,
 ) -> list[Change]:
+    """`shim`: the built shim to place as loxi-cni (default `default_shim()` when it exists;
+    "" places the Python launcher as loxi-cni, as without a shim)."""
     bin_dir = os.path.abspath(bin_dir)
     conf_dir = os.path.abspath(conf_dir)
     if node_pod_cidr is not None and template is None:
@@ -374,7 +403,17 @@ def install(
     if os.sep in conf_name or not conf_name.endswith((".conflist", ".conf", ".json")):
         raise InstallError(f"--conf-name {conf_name!r}: a file name ending in .conflist (runtimes read only those)")
     # everything that can fail on the input is done before anything is written
-    launcher = render_launcher().encode()
+    launcher = None  # rendered below, once it is known whether it runs beside the shim
+    if shim is None:
+        shim = default_shim() if os.path.isfile(default_shim()) else ""
+    shim_bytes = None
+    if shim:  # the shim hands the call to loxi-agent itself: its fallback runs in-process at once
+        try:
+            with open(shim, "rb") as handle:
+                shim_bytes = handle.read()
+        except OSError as err:
+            raise InstallError(f"the shim {shim}: {err.strerror or err}") from None
+    launcher = render_launcher(inprocess=shim_bytes is not None).encode()
     conflist = render_conflist(template, node_pod_cidr, variables).encode() if template else None
     os.makedirs(bin_dir, mode=0o755, exist_ok=True)
     if conflist is not None:
@@ -385,20 +424,39 @@ def install(
         # a manifest entry whose file is gone and is not re-placed now is forgotten
         for path in [p for p in manifest if not os.path.exists(p)]:
             del manifest[path]
+        # with the shim: the launcher beside it first (the shim's fallback), then the shim as loxi-cni
+        launcher_path = os.path.join(bin_dir, INPROCESS_NAME if shim_bytes is not None else PLUGIN_NAME)
         changes.append(
-            place(
-                "launcher",
-                os.path.join(bin_dir, PLUGIN_NAME),
-                launcher,
-                LAUNCHER_MODE,
-                manifest,
-                verify_launcher if verify else None,
-            )
+            place("launcher", launcher_path, launcher, LAUNCHER_MODE, manifest, verify_launcher if verify else None)
         )
+        if shim_bytes is not None:
+            changes.append(
+                place(
+                    "shim",
+                    os.path.join(bin_dir, PLUGIN_NAME),
+                    shim_bytes,
+                    LAUNCHER_MODE,
+                    manifest,
+                    verify_shim if verify else None,
+                )
+            )
+        else:  # a launcher beside a former shim is ours to remove, while unchanged
+            changes += _remove_ours(os.path.join(bin_dir, INPROCESS_NAME), manifest)
         if conflist is not None:
             changes.append(place("conflist", os.path.join(conf_dir, conf_name), conflist, CONF_MODE, manifest))
         _write_manifest(bin_dir, manifest)
     return changes
+
+
+def _remove_ours(path: str, manifest: dict[str, dict[str, Any]]) -> list[Change]:
+    entry = manifest.get(path)
+    current = _read(path) if entry is not None else None
+    if entry is None or current is None or sha256_of(current) != entry.get("sha256"):
+        return []
+    os.unlink(path)
+    fsync_dir(os.path.dirname(path))
+    del manifest[path]
+    return [Change(entry.get("kind", "file"), path, "removed")]
 
 
 def uninstall(bin_dir: str = DEFAULT_BIN_DIR) -> list[Change]:
@@ -457,6 +515,12 @@ def _add_install(subparsers: Any) -> None:
     parser.add_argument("--var", metavar="KEY=VALUE", action="append", default=[], help="another template variable")
     parser.add_argument("--conf-name", metavar="NAME", default=DEFAULT_CONF_NAME, help=f"default {DEFAULT_CONF_NAME}")
     parser.add_argument("--no-verify", action="store_true", help="do not run the new launcher before placing it")
+    parser.add_argument(
+        "--shim",
+        metavar="PATH",
+        default=None,
+        help=f"the built shim to place as loxi-cni (default {default_shim()} when built; '' for the Python launcher)",
+    )
     parser.set_defaults(handler=main_install)
 
 
@@ -488,6 +552,7 @@ def main_install(args: argparse.Namespace, out: TextIO | None = None, err: TextI
             conf_name=args.conf_name,
             variables=args.var,
             verify=not getattr(args, "no_verify", False),
+            shim=getattr(args, "shim", None),
         )
     except (InstallError, OSError) as exc:
         err.write(f"{PROG} install: error: {exc}\n")
@@ -496,6 +561,11 @@ def main_install(args: argparse.Namespace, out: TextIO | None = None, err: TextI
         out.write(change.line() + "\n")
         if change.action.startswith("replaced"):
             err.write(f"{PROG} install: warning: {change.path} was not written by install: replaced\n")
+    shim = next((c for c in changes if c.kind == "shim"), None)
+    if shim is not None:
+        out.write(f"install: {shim.path} is the static shim (to loxi-agent; fallback {INPROCESS_NAME} beside it)\n")
+    else:
+        out.write(f"install: {os.path.join(os.path.abspath(args.cni_bin_dir), PLUGIN_NAME)} is the Python launcher\n")
     changed = sum(1 for c in changes if c.action != "unchanged")
     out.write("install: unchanged\n" if not changed else f"install: {changed} changed\n")
     return 0

@@ -69,14 +69,14 @@ static size_t in_len;
 static char why[512] = "the agent was not tried";
 
 static void put(struct buf *b, const void *src, size_t n) {
-    if (b->len + n > b->cap) {
+    if (b->len + n > b->cap || !b->data) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n) cap *= 2;
         unsigned char *grown = realloc(b->data, cap);
         if (!grown) { fputs("loxi-cni: out of memory\n", stderr); _exit(1); }
         b->data = grown, b->cap = cap;
     }
-    memcpy(b->data + b->len, src, n);
+    if (n) memcpy(b->data + b->len, src, n);
     b->len += n;
 }
 

@@ -8,11 +8,13 @@ stdin, and its stdout, stderr and exit status captured.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +29,10 @@ NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 REFERENCE_CNI_DIR = Path("/usr/lib/cni")
 
 
-AGENT_MODE = os.environ.get("LOXI_TEST_MODE") == "agent"
+# LOXI_TEST_MODE=agent: every plugin call goes through loxi-agent (the Python thin client);
+# LOXI_TEST_MODE=shim: the same, with the plugin executed being the built static shim.
+SHIM_MODE = os.environ.get("LOXI_TEST_MODE") == "shim"
+AGENT_MODE = os.environ.get("LOXI_TEST_MODE") in ("agent", "shim")
 # In-process calls (unit tests) keep out of the node's schema-verdict cache in
 # /run/loxi; the installed plugin, run with only the CNI variables, uses it as
 # on a node. tests/unit/test_schema_verdicts.py points it at temp directories.
@@ -35,7 +40,7 @@ os.environ.setdefault("LOXI_SCHEMA_CACHE_DIR", "")
 
 
 def agent_path() -> Path:
-    return plugin_path().parent / "loxi-agent"
+    return python_plugin_path().parent / "loxi-agent"
 
 
 class AgentProcess:
@@ -77,9 +82,37 @@ def agent_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         agent.stop()
 
 
-def plugin_path() -> Path:
+def python_plugin_path() -> Path:
     explicit = os.environ.get("LOXI_CNI_BIN")
     return Path(explicit) if explicit else Path(sys.prefix) / "bin" / "loxi-cni"
+
+
+_shim_dir: list[Path] = []
+
+
+def shim_bin_dir(extra_cflags: str = "", sanitize: bool = False) -> Path:
+    """A CNI bin dir as `loxi-plan install` leaves a node: the shim, built now from shim/, as
+    `loxi-cni`, and the in-process launcher beside it as `loxi-cni-inprocess`."""
+    from loxi.install import INPROCESS_NAME, render_launcher
+
+    directory = Path(tempfile.mkdtemp(prefix="loxi-shim-"))
+    atexit.register(shutil.rmtree, directory, True)
+    env = {**os.environ, "PYTHON": sys.executable, "EXTRA_CFLAGS": extra_cflags, "SANITIZE": "1" if sanitize else "0"}
+    subprocess.run(
+        ["sh", str(REPO / "shim" / "build.sh"), str(directory / "loxi-cni")], check=True, env=env, capture_output=True
+    )
+    (directory / INPROCESS_NAME).write_text(render_launcher(inprocess=True))
+    (directory / INPROCESS_NAME).chmod(0o755)
+    return directory
+
+
+def plugin_path() -> Path:
+    """The plugin the suite executes: the Python launcher, or in shim mode the built shim."""
+    if not SHIM_MODE:
+        return python_plugin_path()
+    if not _shim_dir:
+        _shim_dir.append(shim_bin_dir())
+    return _shim_dir[0] / "loxi-cni"
 
 
 def is_root() -> bool:

@@ -21,13 +21,14 @@ def install_cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def launcher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bin_dir = tmp_path_factory.mktemp("cni-bin")
-    proc = install_cli("install", "--cni-bin-dir", str(bin_dir))
+    proc = install_cli("install", "--cni-bin-dir", str(bin_dir), "--shim", "")  # the Python launcher as loxi-cni
     assert proc.returncode == 0, proc.stderr
+    assert "is the Python launcher" in proc.stdout
     return bin_dir / "loxi-cni"
 
 
 def test_install_cli_is_idempotent_and_uninstall_cleans(tmp_path: Path) -> None:
-    args = ("--cni-bin-dir", str(tmp_path / "bin"), "--cni-conf-dir", str(tmp_path / "net.d"))
+    args = ("--cni-bin-dir", str(tmp_path / "bin"), "--cni-conf-dir", str(tmp_path / "net.d"), "--shim", "")
     tmpl = ("--template", "loxilight", "--node-pod-cidr", "10.244.7.0/24")
     first = install_cli("install", *args, *tmpl)
     assert first.returncode == 0, first.stderr
@@ -39,6 +40,39 @@ def test_install_cli_is_idempotent_and_uninstall_cleans(tmp_path: Path) -> None:
     gone = install_cli("uninstall", "--cni-bin-dir", str(tmp_path / "bin"))
     assert gone.returncode == 0 and gone.stdout.count("removed") == 2, gone.stdout
     assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == []
+
+
+def test_install_places_the_shim_when_built(tmp_path: Path) -> None:
+    """With a built shim, loxi-cni is the shim and the in-process launcher is beside it; without, as before."""
+    from tests.conftest import shim_bin_dir
+
+    shim = shim_bin_dir() / "loxi-cni"
+    bin_dir = tmp_path / "bin"
+    first = install_cli("install", "--cni-bin-dir", str(bin_dir), "--shim", str(shim))
+    assert first.returncode == 0, first.stderr
+    assert (
+        f"shim {bin_dir}/loxi-cni: created" in first.stdout and f"{bin_dir}/loxi-cni is the static shim" in first.stdout
+    )
+    assert (bin_dir / "loxi-cni").read_bytes() == shim.read_bytes()
+    assert "main_in_process()" in (bin_dir / "loxi-cni-inprocess").read_text()
+    proc = subprocess.run(
+        [str(bin_dir / "loxi-cni")],
+        env={"CNI_COMMAND": "ADD", "LOXI_AGENT_SOCKET": ""},
+        input=b"{}",
+        capture_output=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == 4  # in-process, through the launcher
+    again = install_cli("install", "--cni-bin-dir", str(bin_dir), "--shim", str(shim))
+    assert again.stdout.strip().endswith("install: unchanged"), again.stdout
+    back = install_cli("install", "--cni-bin-dir", str(bin_dir), "--shim", "")
+    assert f"launcher {bin_dir}/loxi-cni-inprocess: removed" in back.stdout and "is the Python launcher" in back.stdout
+    assert sorted(p.name for p in bin_dir.iterdir()) == [".loxi-cni.manifest.json", "loxi-cni"]
+    install_cli("install", "--cni-bin-dir", str(bin_dir), "--shim", str(shim))
+    gone = install_cli("uninstall", "--cni-bin-dir", str(bin_dir))
+    assert gone.returncode == 0 and gone.stdout.count("removed") == 2, gone.stdout
+    assert list(bin_dir.iterdir()) == []
 
 
 def test_launcher_answers_version_with_an_empty_environment(launcher: Path) -> None:
