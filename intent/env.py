@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from intent.errors import INVALID_ENVIRONMENT, CniError
+from intent.errors import GENERIC_GO_ERROR, INVALID_ENVIRONMENT, CniError
 
 COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
 
@@ -32,18 +32,11 @@ CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 MAX_CONTAINER_ID = 1024
 MAX_IFNAME = 15
 
-# Keys CNI_ARGS may carry without IgnoreUnknown (the Go structs' field names).
-KNOWN_CNI_ARGS = frozenset(
-    {
-        "IgnoreUnknown",
-        "IP",
-        "MAC",
-        "K8S_POD_NAMESPACE",
-        "K8S_POD_NAME",
-        "K8S_POD_INFRA_CONTAINER_ID",
-        "K8S_POD_UID",
-    }
-)
+# Keys CNI_ARGS may carry without IgnoreUnknown (the Go structs' field names): the reference
+# bridge's (CommonArgs' IgnoreUnknown, MAC) and host-local's (IP), which loxi-cni serves in one
+# process. The K8S_POD_* keys are known to neither, so, as there, they need IgnoreUnknown (which
+# every runtime sends with them).
+KNOWN_CNI_ARGS = frozenset({"IgnoreUnknown", "IP", "MAC"})
 
 
 @dataclass(frozen=True)
@@ -119,15 +112,16 @@ def _go_bool(pair: str, value: str) -> bool:
     if lowered in ("0", "false"):
         return False
     raise CniError(
-        INVALID_ENVIRONMENT,
-        f"ARGS: error parsing value of pair {go_quote(pair)}: boolean unmarshal error: invalid value {value})",
+        GENERIC_GO_ERROR,
+        f"ARGS: error parsing value of pair {go_quote(pair)}: boolean unmarshal error: invalid input {lowered}",
     )
 
 
 def parse_cni_args(text: str) -> dict[str, str]:
     """Split `K=V;K=V` as Go's LoadArgs does, including its unknown-key rule and messages.
 
-    Unknown pairs are reported whole, in the order given (`ARGS: unknown args ["FOO=1"]`).
+    Unknown pairs are reported whole, in the order given (`ARGS: unknown args ["FOO=1"]`). LoadArgs
+    returns plain Go errors, which skel prints as 999: so do these, as the reference bridge does.
     """
     pairs: dict[str, str] = {}
     if not text:
@@ -137,7 +131,7 @@ def parse_cni_args(text: str) -> dict[str, str]:
     for item in text.split(";"):
         parts = item.split("=")
         if len(parts) != 2:
-            raise CniError(INVALID_ENVIRONMENT, f"ARGS: invalid pair {go_quote(item)}")
+            raise CniError(GENERIC_GO_ERROR, f"ARGS: invalid pair {go_quote(item)}")
         key, value = parts
         if key not in KNOWN_CNI_ARGS:
             unknown.append(item)
@@ -146,7 +140,7 @@ def parse_cni_args(text: str) -> dict[str, str]:
             ignore_unknown = _go_bool(item, value)
         pairs[key] = value
     if unknown and not ignore_unknown:
-        raise CniError(INVALID_ENVIRONMENT, f"ARGS: unknown args [{' '.join(go_quote(u) for u in unknown)}]")
+        raise CniError(GENERIC_GO_ERROR, f"ARGS: unknown args [{' '.join(go_quote(u) for u in unknown)}]")
     for item in unknown:  # kept for delegates and logs; known keys win over nothing
         key, value = item.split("=")
         pairs.setdefault(key, value)

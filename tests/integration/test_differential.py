@@ -213,13 +213,40 @@ def test_pool_exhaustion_is_999_for_both(sides):
         }, (side.reference, call)
 
 
-def test_unknown_cni_args_differ_on_purpose(sides):
-    """Without IgnoreUnknown the reference fails in host-local (a plain Go error, code 999) after
-    the bridge has created the veth; loxi-cni refuses with code 4 before touching anything."""
-    loxi, ref = sides
-    for side, code in ((loxi, 4), (ref, 999)):
+@pytest.mark.parametrize(
+    ("args", "msg"),
+    [
+        ("FOO=bar", 'ARGS: unknown args ["FOO=bar"]'),
+        ("K8S_POD_NAME=web", 'ARGS: unknown args ["K8S_POD_NAME=web"]'),  # known to neither reference struct
+        ("B=2;A=1", 'ARGS: unknown args ["B=2" "A=1"]'),
+        ("IgnoreUnknown=0;FOO=bar", 'ARGS: unknown args ["FOO=bar"]'),
+        (
+            "IgnoreUnknown=YES;FOO=1",
+            'ARGS: error parsing value of pair "IgnoreUnknown=YES": boolean unmarshal error: invalid input yes',
+        ),
+        ("IgnoreUnknown=1;FOO", 'ARGS: invalid pair "FOO"'),
+        ("IgnoreUnknown=1;X=a=b", 'ARGS: invalid pair "X=a=b"'),
+    ],
+)
+def test_bad_cni_args_are_the_same_error_for_both(sides, args, msg):
+    """Go's LoadArgs: keys the plugin does not know are an error unless IgnoreUnknown is 1 or true;
+    the error is a plain Go error (999, as skel wraps it), raised before anything is made."""
+    for side in sides:
         pod = side.node.pod()
-        call = side.cni("ADD", side.conf(cniVersion="1.0.0"), container_id=CID, netns=pod.path, args="FOO=bar")
-        assert call.rc != 0, (side.reference, call)
-        assert call.json["code"] == code, (side.reference, call)
-        assert call.json["msg"] == 'ARGS: unknown args ["FOO=bar"]'
+        call = side.cni("ADD", side.conf(cniVersion="1.0.0"), container_id=CID, netns=pod.path, args=args)
+        assert call.rc == 1, (side.reference, call)
+        validate_error(call.json)
+        assert call.json == {"code": 999, "msg": msg}, (side.reference, call)
+        assert list(pod.links()) == ["lo"]
+        assert side.node.store_files("loxilight_cni") == []
+
+
+@pytest.mark.parametrize(
+    "args", ["IgnoreUnknown=1;FOO=bar", "K8S_POD_NAME=web;IgnoreUnknown=true", "IgnoreUnknown=TRUE"]
+)
+def test_cni_args_with_ignore_unknown_are_accepted_by_both(sides, args):
+    for side in sides:
+        pod = side.node.pod()
+        call = side.cni("ADD", side.conf(cniVersion="1.0.0"), container_id=CID, netns=pod.path, args=args)
+        assert call.rc == 0, (side.reference, call)
+        assert pod.addresses("eth0") == ["10.244.1.2/24"]

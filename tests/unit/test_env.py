@@ -167,13 +167,21 @@ def test_cni_args_parsed(text, expected):
         ("IP=a=b", 'ARGS: invalid pair "IP=a=b"'),
         (
             "IgnoreUnknown=yes;FOO=1",
-            'ARGS: error parsing value of pair "IgnoreUnknown=yes": boolean unmarshal error: invalid value yes)',
+            'ARGS: error parsing value of pair "IgnoreUnknown=yes": boolean unmarshal error: invalid input yes',
         ),
+        (
+            "IgnoreUnknown=Maybe",
+            'ARGS: error parsing value of pair "IgnoreUnknown=Maybe": boolean unmarshal error: invalid input maybe',
+        ),
+        # the K8S_POD_* keys are known to neither reference struct (bridge: MAC; host-local: IP)
+        ("K8S_POD_NAME=web", 'ARGS: unknown args ["K8S_POD_NAME=web"]'),
+        ("IP=10.0.0.5;K8S_POD_UID=u", 'ARGS: unknown args ["K8S_POD_UID=u"]'),
     ],
 )
 def test_cni_args_errors(text, msg):
-    assert code_and_msg(lambda: parse_cni_args(text)) == (4, msg)
-    assert code_and_msg(lambda: read_request(env(CNI_ARGS=text))) == (4, msg)
+    """LoadArgs' plain Go errors, which skel prints as 999 (the reference bridge's code and text)."""
+    assert code_and_msg(lambda: parse_cni_args(text)) == (999, msg)
+    assert code_and_msg(lambda: read_request(env(CNI_ARGS=text))) == (999, msg)
 
 
 @pytest.mark.parametrize(
