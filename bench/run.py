@@ -51,6 +51,7 @@ IFNAME = "eth0"
 LOXI_LOCK_DIR = Path("/run/loxi/locks")
 LOXI = "loxi-cni"
 AGENT = "loxi-cni+agent"
+SHIM = "shim+agent"  # the static shim (shim/) as loxi-cni, to the same loxi-agent
 REF = "bridge"
 
 
@@ -520,9 +521,10 @@ def figures(plugins: list[Plugin], background: int) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"figure": name, "unit": unit}
         for p in plugins:
             row[p.key] = per[p.key].get(name)
-        loxi, agent, ref = row.get(LOXI), row.get(AGENT), row.get(REF)
+        loxi, agent, shim, ref = row.get(LOXI), row.get(AGENT), row.get(SHIM), row.get(REF)
         row["ratio"] = loxi / ref if loxi is not None and ref else None
         row["ratio_agent"] = agent / ref if agent is not None and ref else None
+        row["ratio_shim"] = shim / ref if shim is not None and ref else None
         rows.append(row)
     return rows
 
@@ -538,13 +540,15 @@ def render(rows: list[dict[str, Any]], keys: list[str], header: str) -> str:
         return f"{v:.1f}"
 
     width = max(len(f"{r['figure']} ({r['unit']})") for r in rows) + 2
-    names = {LOXI: LOXI, AGENT: AGENT, REF: "bridge (ref)"}
+    names = {LOXI: LOXI, AGENT: AGENT, SHIM: SHIM, REF: "bridge (ref)"}
     lines = [header, ""]
     head = f"{'figure':<{width}}" + "".join(f"{names[k]:>16}" for k in keys)
     if REF in keys:
         head += f"{'loxi/ref':>11}"
         if AGENT in keys:
             head += f"{'agent/ref':>11}"
+        if SHIM in keys:
+            head += f"{'shim/ref':>11}"
     lines += [head, "-" * len(head)]
     for r in rows:
         line = f"{r['figure'] + ' (' + r['unit'] + ')':<{width}}" + "".join(f"{fmt(r[k], r['unit']):>16}" for k in keys)
@@ -553,6 +557,9 @@ def render(rows: list[dict[str, Any]], keys: list[str], header: str) -> str:
             line += f"{ratio:>11}"
             if AGENT in keys:
                 ratio = "-" if r.get("ratio_agent") is None else f"{r['ratio_agent']:.2f}x"
+                line += f"{ratio:>11}"
+            if SHIM in keys:
+                ratio = "-" if r.get("ratio_shim") is None else f"{r['ratio_shim']:.2f}x"
                 line += f"{ratio:>11}"
         lines.append(line)
     return "\n".join(lines)
@@ -588,6 +595,7 @@ class Settings:
     reference: bool
     background_by: str
     agent: bool = True
+    shim: Path | None = None  # the built shim for the shim+agent column (None: no such column)
 
 
 def alternate(plugins: list[Plugin], i: int) -> list[Plugin]:
@@ -663,6 +671,20 @@ def start_agent(tmp: Path) -> tuple[subprocess.Popen, Path]:
     raise BenchError("loxi-agent did not start")
 
 
+def build_shim(run_id: str) -> Path | None:
+    """shim/ built now (static, as scripts/setup builds it), or None without a C compiler."""
+    source = Path(__file__).resolve().parent.parent / "shim" / "build.sh"
+    if not source.exists() or shutil.which(os.environ.get("CC", "cc")) is None:
+        log("no shim/ or no C compiler: the shim+agent column is left out")
+        return None
+    out = Path(tempfile.gettempdir()) / f"loxibench-shim-{run_id}"
+    atexit.register(lambda: out.unlink(missing_ok=True))
+    subprocess.run(
+        ["sh", str(source), str(out)], check=True, capture_output=True, env={**os.environ, "PYTHON": sys.executable}
+    )
+    return out
+
+
 def run(settings: Settings, run_id: str) -> dict[str, Any]:
     started = time.time()
     load_before = os.getloadavg()
@@ -679,6 +701,15 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
         specs = [(LOXI, settings.plugin, "loxi-cni", "l", 201)]
         if settings.agent:
             specs.append((AGENT, settings.plugin, "loxi-cni", "a", 203))
+        if settings.agent and settings.shim is not None:  # as `loxi-plan install` places it
+            from loxi.install import INPROCESS_NAME, LAUNCHER_MODE, render_launcher
+
+            shim_bin = tmp / "shim-bin"
+            shim_bin.mkdir()
+            shutil.copy2(settings.shim, shim_bin / "loxi-cni")
+            (shim_bin / INPROCESS_NAME).write_text(render_launcher(inprocess=True))
+            (shim_bin / INPROCESS_NAME).chmod(LAUNCHER_MODE)
+            specs.append((SHIM, shim_bin / "loxi-cni", "loxi-cni", "s", 204))
         if settings.reference:
             specs.append((REF, REFERENCE_DIR / "bridge", "bridge", "r", 202))
         scratch_size = max(settings.burst, 1)
@@ -698,7 +729,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
             )
             if key == LOXI:
                 p.extra_env["LOXI_AGENT_SOCKET"] = ""  # in-process, even if a node agent runs here
-            elif key == AGENT and agent is not None:
+            elif key in (AGENT, SHIM) and agent is not None:
                 p.extra_env["LOXI_AGENT_SOCKET"] = str(agent[1])
                 p.agent_clock = process_cpu_clock(agent[0].pid)
             plugins.append(p)
@@ -762,6 +793,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
             "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
             "settings": {
                 "plugin": str(settings.plugin),
+                "shim": str(settings.shim) if settings.shim else None,
                 "rounds": settings.rounds,
                 "background_pods": settings.background,
                 "burst": settings.burst,
@@ -816,6 +848,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-reference", action="store_true", help="do not run the reference bridge plugin")
     parser.add_argument("--no-agent", action="store_true", help="do not measure loxi-cni through loxi-agent")
+    parser.add_argument(
+        "--shim",
+        type=Path,
+        default=None,
+        help="the built shim for the shim+agent column (default: built now from shim/ with the machine's cc)",
+    )
+    parser.add_argument("--no-shim", action="store_true", help="do not measure the shim")
     parser.add_argument("--json", type=Path, help="also write everything measured to this file")
     args = parser.parse_args(argv)
 
@@ -844,6 +883,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         agent=not args.no_agent,
     )
     run_id = uuid.uuid4().hex[:10]
+    if not args.no_agent and not args.no_shim:
+        settings = replace(settings, shim=args.shim.absolute() if args.shim else build_shim(run_id))
     log(f"run {run_id}: namespaces {NS_PREFIX}{run_id}-*")
     try:
         report = run(settings, run_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,8 @@ def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
 
     reference = (REFERENCE_CNI_DIR / "bridge").exists() and (REFERENCE_CNI_DIR / "host-local").exists()
     expected = ["loxi-cni", "loxi-cni+agent", "bridge"] if reference else ["loxi-cni", "loxi-cni+agent"]
+    if shutil.which("cc"):  # the shim, built by the bench from shim/, through the same agent
+        expected.append("shim+agent")
     assert sorted(report["plugins"]) == sorted(expected)
     for key in expected:
         commands = report["plugins"][key]["commands"]
@@ -57,6 +60,8 @@ def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
         if reference:
             assert row["ratio"] == row["loxi-cni"] / row["bridge"]
             assert row["ratio_agent"] == row["loxi-cni+agent"] / row["bridge"]
+            if "shim+agent" in expected:
+                assert row["ratio_shim"] == row["shim+agent"] / row["bridge"]
     # CPU: the call's processes from wait4 (never less than the harness's own /bin/true call), and
     # loxi-agent's share only in its column; an ADD through the agent costs the agent CPU time.
     floor_cpu = report["harness_floor"]["cpu_mean_ms"]
@@ -67,6 +72,8 @@ def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
         share = figures[f"{command} CPU, of which loxi-agent (mean)"]
         assert share["loxi-cni+agent"] > 0 and share["loxi-cni"] is None, share
         assert share["loxi-cni+agent"] < row["loxi-cni+agent"]
+        if "shim+agent" in expected:
+            assert 0 < share["shim+agent"] < row["shim+agent"], share
         if reference:
             assert share["bridge"] is None and share["ratio_agent"] is None
     assert figures["VERSION CPU, of which loxi-agent (mean)"]["loxi-cni+agent"] < 1  # the client answers VERSION

@@ -48,25 +48,25 @@ def test_install_is_idempotent_and_uninstall_removes_only_ours(tmp_path: Path) -
     bin_dir, conf_dir = tmp_path / "bin", tmp_path / "net.d"
     bin_dir.mkdir()
     (bin_dir / "bridge").write_text("another plugin")
-    first = inst.install(str(bin_dir), str(conf_dir), "loxilight", "10.244.1.0/24", verify=False)
+    first = inst.install(str(bin_dir), str(conf_dir), "loxilight", "10.244.1.0/24", verify=False, shim="")
     assert [c.action for c in first] == ["created", "created"]
     launcher, conf = bin_dir / "loxi-cni", conf_dir / inst.DEFAULT_CONF_NAME
     assert stat.S_IMODE(launcher.stat().st_mode) == 0o755 and stat.S_IMODE(conf.stat().st_mode) == 0o644
     doc = json.loads(conf.read_text())
     assert doc["plugins"][0]["ipam"]["subnet"] == "10.244.1.0/24"
     mtimes = (launcher.stat().st_mtime_ns, conf.stat().st_mtime_ns)
-    second = inst.install(str(bin_dir), str(conf_dir), "loxilight", "10.244.1.0/24", verify=False)
+    second = inst.install(str(bin_dir), str(conf_dir), "loxilight", "10.244.1.0/24", verify=False, shim="")
     assert [c.action for c in second] == ["unchanged", "unchanged"]
     assert (launcher.stat().st_mtime_ns, conf.stat().st_mtime_ns) == mtimes
     assert not [p for p in bin_dir.iterdir() if p.name.endswith(".tmp")]
     # a new CIDR rewrites the conflist only
-    third = inst.install(str(bin_dir), str(conf_dir), "loxilight", "10.244.2.0/24", verify=False)
+    third = inst.install(str(bin_dir), str(conf_dir), "loxilight", "10.244.2.0/24", verify=False, shim="")
     assert [c.action for c in third] == ["unchanged", "updated"]
     # removed files come back
     conf.unlink()
-    assert [c.action for c in inst.install(str(bin_dir), str(conf_dir), "loxilight", "10.244.2.0/24", verify=False)][
-        1
-    ] == "created"
+    assert [
+        c.action for c in inst.install(str(bin_dir), str(conf_dir), "loxilight", "10.244.2.0/24", verify=False, shim="")
+    ][1] == "created"
     removed = inst.uninstall(str(bin_dir))
     assert sorted(c.action for c in removed) == ["removed", "removed"]
     assert sorted(p.name for p in bin_dir.iterdir()) == ["bridge"]
@@ -90,7 +90,7 @@ def test_replacing_a_foreign_file_is_reported(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "loxi-cni").write_text("#!/bin/sh\n")
-    changes = inst.install(str(bin_dir), str(tmp_path / "net.d"), verify=False)
+    changes = inst.install(str(bin_dir), str(tmp_path / "net.d"), verify=False, shim="")
     assert changes[0].action.startswith("replaced")
 
 
