@@ -90,8 +90,9 @@ class Handler(socketserver.BaseRequestHandler):
             if stderr.getvalue():
                 server.log.raw(stderr.getvalue())
             answer = stdout.getvalue()
-            sock.sendall(encode_reply(rc, answer.encode()))
+            # Counted before the answer goes out: whoever has the answer sees the call counted.
             server.served_call(environ, stdin, rc, answer, time.perf_counter() - start, timings, fds[0])
+            sock.sendall(encode_reply(rc, answer.encode()))
         except (ProtocolError, OSError, ValueError) as exc:
             server.refused(am.FALLBACK_TIMEOUT if isinstance(exc, TimeoutError) else am.FALLBACK_BROKEN, str(exc))
             server.log(f"request failed: {exc}", level="error")

@@ -165,23 +165,17 @@ class Reconciler:
             lock = locks.attachment_lock_name(*candidate.owner)
             with locks.try_exclusive(lock, remove=True) as got:
                 if not got:
-                    candidate.last_skip = "busy: an ADD or DEL holds its lock"
-                    self.log("leaked attachment busy, left for the next pass", **_fields(candidate))
-                    return False
+                    return self._skip(candidate, "busy: an ADD or DEL holds its lock")
                 live = _still_live(candidate)
                 if live:
-                    candidate.last_skip = live
-                    self.log("leaked attachment is live again, left alone", **_fields(candidate), why=live)
-                    return False
+                    return self._skip(candidate, f"live after all: {live}")
                 from loxi import engine
 
                 engine.teardown(conf, request)
         except (CniError, OSError) as exc:
-            candidate.last_skip = f"release failed: {exc}"
             if self.metrics is not None:
                 self.metrics.reconcile_errors.labels(candidate.network).inc()
-            self.log("leaked attachment not released", **_fields(candidate), error=str(exc))
-            return False
+            return self._skip(candidate, f"release failed: {exc}", level="error")
         if self.metrics is not None:
             self.metrics.reclaimed.labels(candidate.network).inc()
         self.log("leaked attachment released", **_fields(candidate))
@@ -191,6 +185,13 @@ class Reconciler:
                 {**candidate.to_dict(self.grace), "released": _iso(time.time())},
             ]
         return True
+
+    def _skip(self, candidate: Candidate, why: str, level: str = "info") -> bool:
+        """Not released this pass: say why, once per reason (a pass runs every few seconds)."""
+        if candidate.last_skip != why:
+            self.log("leaked attachment left for the next pass", level=level, **_fields(candidate), why=why)
+        candidate.last_skip = why
+        return False
 
     # -- for /status and loxi-plan show ------------------------------------------------
 
@@ -228,7 +229,7 @@ def _del_request(conf_bytes: bytes, candidate: Candidate) -> tuple[Any, Any]:
         "CNI_CONTAINERID": candidate.container_id,
         "CNI_IFNAME": candidate.ifname,
         "CNI_NETNS": "",
-        "CNI_PATH": "",
+        "CNI_PATH": "/opt/cni/bin",  # DEL requires one; host-local is served in-process
     }
     request = read_request(environ)
     return load_netconf(conf_bytes, request), request
