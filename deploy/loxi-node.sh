@@ -36,7 +36,9 @@ case "${1:-run}" in
     install
     ;;
   run)
-    loxi-agent --socket /run/loxi/agent.sock &
+    # /healthz and /readyz for the kubelet's probes, /metrics for Prometheus, on the node's loopback
+    loxi-agent --socket /run/loxi/agent.sock --metrics-address "${LOXI_METRICS_ADDRESS:-127.0.0.1:9617}" \
+      --log-file /var/log/loxi/agent.log &
     agent=$!
     trap 'kill -TERM "$agent" 2>/dev/null; wait "$agent"; exit 0' TERM INT
     while kill -0 "$agent" 2>/dev/null; do
