@@ -91,6 +91,25 @@ def _pod_namespaces(request: CniRequest) -> Namespaces:
         raise CniError(INVALID_NETNS, f"failed to open netns {request.netns!r}: {exc.strerror}") from None
 
 
+def result_routes(routes: Sequence[Route], ipam: IpamResult | None) -> list[ResultRoute]:
+    """The result's routes as the reference bridge prints them: IPAM's as written, so a route the
+    conf gives without gw is printed without one (the pod's route itself goes via the range's
+    gateway, which the compiler filled in), and isDefaultGateway's default route with its gw."""
+    ungated: dict[str, int] = {}
+    for written in ipam.routes if ipam else ():
+        if written.gw is None:
+            ungated[str(written.dst)] = ungated.get(str(written.dst), 0) + 1
+    out = []
+    for route in routes:
+        dst = str(route.dst)
+        if ungated.get(dst, 0) > 0:
+            ungated[dst] -= 1
+            out.append(ResultRoute(dst=dst, gw=""))
+        else:
+            out.append(ResultRoute(dst=dst, gw=str(route.gateway) if route.gateway else ""))
+    return out
+
+
 def build_result(
     conf: NetConf, desired: DesiredState, namespaces: Namespaces, ipam: IpamResult | None, report: ExecutionReport
 ) -> Result:
@@ -118,7 +137,7 @@ def build_result(
         if gateway is None and conf.is_gateway:
             gateway = next(lease.address.network.hosts())
         ips.append(ResultIP(address=str(lease.address), gateway=str(gateway) if gateway else "", interface=2))
-    routes = [ResultRoute(dst=str(r.dst), gw=str(r.gateway) if r.gateway else "") for r in desired.by_kind(Route)]
+    routes = result_routes(desired.by_kind(Route), ipam)
     dns = dict(conf.dns) if conf.dns else dict(ipam.dns if ipam else {})
     return Result(interfaces=tuple(interfaces), ips=tuple(ips), routes=tuple(routes), dns=dns)
 

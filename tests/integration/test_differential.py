@@ -88,9 +88,8 @@ def test_add_result_structure_matches_the_reference(sides, version):
         assert list(mine["ip4"]) == list(theirs["ip4"])
         assert mine["ip4"]["ip"] == theirs["ip4"]["ip"] and mine["ip4"]["gateway"] == theirs["ip4"]["gateway"]
         assert default_routes(mine) == default_routes(theirs)
-        # Deliberate difference: loxi-cni prints the gateway of every route; the reference
-        # prints IPAM's routes as written (no gw) and only the default route with its gw.
-        assert {r["dst"] for r in mine["ip4"]["routes"]} == {r["dst"] for r in theirs["ip4"]["routes"]}
+        # IPAM's routes as written (no gw where the conf gives none), the default route with its gw
+        assert mine["ip4"]["routes"] == theirs["ip4"]["routes"]
         return
     # 0.x: both print Go struct order. 1.x: lib 1.0.x (Debian's reference) prints struct order,
     # lib >= 1.1 and loxi-cni alphabetical order (see above), so only the key sets are compared.
@@ -109,10 +108,9 @@ def test_add_result_structure_matches_the_reference(sides, version):
     for a, b in zip(mine["ips"], theirs["ips"], strict=True):
         assert order(a) == order(b), "same key order in ips entries"
     assert default_routes(mine) == default_routes(theirs)
-    # Deliberate difference: IPAM's own routes carry the gateway explicitly in loxi-cni's result.
-    assert [r["dst"] for r in mine["routes"]] == [r["dst"] for r in theirs["routes"]]
-    other = [r for r in mine["routes"] if r not in default_routes(mine)]
-    assert all(r.get("gw") == "10.244.1.1" for r in other)
+    # IPAM's routes as written: the conf's route without gw is printed without gw, as the reference does
+    assert mine["routes"] == theirs["routes"]
+    assert {"dst": "10.96.0.0/12"} in mine["routes"]
 
 
 @pytest.mark.parametrize("version", ["0.4.0", "1.0.0"])
@@ -126,6 +124,38 @@ def test_kernel_state_matches_the_reference(sides, version):
     mine = {(r["dst"], r.get("gateway")) for r in loxi_pod.routes()}
     theirs = {(r["dst"], r.get("gateway")) for r in ref_pod.routes()}
     assert mine == theirs
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.4.0", "1.0.0"])  # Debian's reference has no 1.1.0
+def test_routes_with_and_without_gw_print_as_the_reference_and_route_via_the_gateway(sides, version):
+    """A route without gw in the conf is printed without gw (the pod's route still goes via the
+    range's gateway); one with gw keeps it; isDefaultGateway's default route carries the gateway."""
+    routes = [{"dst": "10.96.0.0/12"}, {"dst": "192.168.70.0/24", "gw": "10.244.1.254"}]
+    docs, kernels = [], []
+    for side in sides:
+        conf = side.conf(cniVersion=version, isDefaultGateway=True)
+        conf["ipam"]["routes"] = routes
+        pod = side.node.pod()
+        call = side.cni("ADD", conf, container_id=CID, netns=pod.path)
+        assert call.rc == 0, (side.reference, call)
+        docs.append(call.json)
+        kernels.append(sorted((r["dst"], r.get("gateway")) for r in pod.routes() if r.get("gateway")))
+    mine, theirs = docs
+    key = ("ip4", "routes") if version == "0.2.0" else ("routes",)
+    for k in key:
+        mine, theirs = mine[k], theirs[k]
+    assert mine == theirs
+    assert {"dst": "10.96.0.0/12"} in mine and {"dst": "192.168.70.0/24", "gw": "10.244.1.254"} in mine
+    assert {"dst": "0.0.0.0/0", "gw": "10.244.1.1"} in mine
+    assert (
+        kernels[0]
+        == kernels[1]
+        == [
+            ("10.96.0.0/12", "10.244.1.1"),
+            ("192.168.70.0/24", "10.244.1.254"),
+            ("default", "10.244.1.1"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
