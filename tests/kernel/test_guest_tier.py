@@ -1,6 +1,6 @@
 """Host-side driver of the kernel tier, plus checks of the harness itself.
 
-``test_guest_tier`` boots one guest and runs every test in ``guest/`` inside it, through
+``test_guest_tier`` boots two guests at once and runs every test in ``guest/`` in them, through
 loxi-agent (a cold Python process per call costs ~5 s under emulation, a thin client
 ~1 s; the in-process path runs on node ``a`` of ``test_two_nodes.py``). The other tests
 prove what the guest can rely on, and that a guest that hangs or dies is reported.
@@ -17,16 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import GuestPytest
 from .qemu import (
     GUEST_TMPFS_DIRS,
     GuestError,
     KernelCache,
     default_guest_env,
     extract_vmlinux,
+    guest_pytest_argv,
     module_load_order,
     pytest_outcomes,
     run_in_guest,
+    start_guest,
 )
 
 pytestmark = pytest.mark.guest
@@ -35,15 +36,48 @@ GUEST_DIR = Path(__file__).parent / "guest"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_guest_tier(guest_pytest: GuestPytest) -> None:
+def guest_test_groups(files: list[Path], groups: int = 2) -> list[list[Path]]:
+    """Split the guest's test files into ``groups`` of about equal size (a proxy for their time)."""
+    split: list[list[Path]] = [[] for _ in range(groups)]
+    for path in sorted(files, key=lambda p: (-p.stat().st_size, p.name)):
+        min(split, key=lambda g: sum(p.stat().st_size for p in g)).append(path)
+    return [sorted(group) for group in split if group]
+
+
+def test_guest_tier(guest_kernel: KernelCache, request: pytest.FixtureRequest) -> None:
+    """Every test in guest/, in two guests at once (the emulation is CPU-bound: one guest a core)."""
+    config = request.config
+    base = [f"--rootdir={config.rootpath}", *(["-c", str(config.inipath)] if config.inipath else [])]
+    files = sorted(GUEST_DIR.glob("test_*.py"))
     start = time.monotonic()
-    run = guest_pytest([str(GUEST_DIR)], env={"LOXI_TEST_MODE": "agent"}, timeout=600)
+    guests = [
+        start_guest(
+            guest_pytest_argv([str(p) for p in group], base),
+            cwd=str(config.rootpath),
+            env=default_guest_env({"LOXI_TEST_MODE": "agent"}),
+            timeout=600,
+            name=f"tier-{i}",
+        )
+        for i, group in enumerate(guest_test_groups(files))
+    ]
+    runs = [guest.wait() for guest in guests]
     seconds = time.monotonic() - start
-    print(f"\n--- guest output ({run.engine}) ---\n{run.output}--- guest tier: one boot, {seconds:.1f}s ---")
-    assert run.returncode == 0, f"guest pytest exited {run.returncode}:\n{run.output}"
-    outcomes = pytest_outcomes(run.output)
-    assert outcomes.get("passed", 0) >= 14, f"fewer guest tests passed than exist:\n{run.output}"
-    assert not outcomes.get("skipped"), f"guest tests were skipped inside the guest:\n{run.output}"
+    for run in runs:
+        print(f"\n--- guest output ({run.engine}, {run.seconds:.0f}s) ---\n{run.output}")
+    print(f"--- guest tier: {len(runs)} guests at once, {seconds:.1f}s ---")
+    passed = 0
+    for run in runs:
+        assert run.returncode == 0, f"guest pytest exited {run.returncode}:\n{run.output}"
+        outcomes = pytest_outcomes(run.output)
+        assert not outcomes.get("skipped"), f"guest tests were skipped inside the guest:\n{run.output}"
+        passed += outcomes.get("passed", 0)
+    assert passed >= 14, f"only {passed} guest tests passed"
+
+
+def test_guest_test_groups_cover_every_file_once() -> None:
+    files = sorted(GUEST_DIR.glob("test_*.py"))
+    groups = guest_test_groups(files)
+    assert sorted(p for g in groups for p in g) == files and len(groups) == min(2, len(files))
 
 
 def test_the_guest_sees_this_checkout_its_tmpfs_modules_and_environment(guest_kernel: KernelCache) -> None:
