@@ -46,11 +46,14 @@ def agent_path() -> Path:
 class AgentProcess:
     """A loxi-agent serving the tests on a private socket (LOXI_TEST_MODE=agent)."""
 
-    def __init__(self, directory: Path, *options: str) -> None:
+    def __init__(self, directory: Path, *options: str, netns: Netns | None = None) -> None:
+        """Start it in this process's namespace, or inside `netns` (its own namespace a throw-away one)."""
         self.socket = directory / "agent.sock"
         self.log = directory / "agent.log"
+        enter = [NSENTER, f"--net={netns.path}", "--"] if netns is not None else []
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([str(agent_path()), "--socket", str(self.socket), *options], stderr=log)
+            argv = [*enter, str(agent_path()), "--socket", str(self.socket), *options]
+            self.proc = subprocess.Popen(argv, stderr=log)
         # Python runs ~16x slower inside the kernel tier's emulated guest (tests/kernel/qemu.py).
         for _ in range(200 * (10 if os.environ.get("LOXI_IN_GUEST") == "1" else 1)):
             if self.socket.exists():

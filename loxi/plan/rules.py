@@ -83,22 +83,21 @@ def _version(doc: Mapping[str, Any]) -> Iterator[Finding]:
         )
 
 
-def _bridge(doc: Mapping[str, Any]) -> Iterator[Finding]:
-    bridge = doc.get("bridge")
-    if isinstance(bridge, str) and bridge:
-        try:
-            validate_ifname(bridge)
-        except CniError as err:
-            yield Finding(("bridge",), f"{err.msg}: {bridge!r} cannot be a Linux interface name")
+def _interface_name(key: str) -> Callable[[Mapping[str, Any]], Iterator[Finding]]:
+    """The rule for a conf key that names a Linux interface (`bridge`, `uplink`)."""
+
+    def rule(doc: Mapping[str, Any]) -> Iterator[Finding]:
+        name = doc.get(key)
+        if isinstance(name, str) and name:
+            try:
+                validate_ifname(name)
+            except CniError as err:
+                yield Finding((key,), f"{err.msg}: {name!r} cannot be a Linux interface name")
+
+    return rule
 
 
-def _uplink(doc: Mapping[str, Any]) -> Iterator[Finding]:
-    uplink = doc.get("uplink")
-    if isinstance(uplink, str) and uplink:
-        try:
-            validate_ifname(uplink)
-        except CniError as err:
-            yield Finding(("uplink",), f"{err.msg}: {uplink!r} cannot be a Linux interface name")
+_bridge, _uplink = _interface_name("bridge"), _interface_name("uplink")
 
 
 def _vlan(doc: Mapping[str, Any]) -> Iterator[Finding]:

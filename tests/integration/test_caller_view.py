@@ -15,42 +15,14 @@ interface in the agent's namespace) and never in the machine's namespace.
 
 from __future__ import annotations
 
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import AGENT_MODE, NSENTER, Netns, Node, agent_path, make_conf
+from tests.conftest import AGENT_MODE, AgentProcess, Node, make_conf
 
 POD_IFNAME = "callerpod0"  # a name nothing else uses: where it appears tells which namespace was used
-
-
-class NamespacedAgent:
-    """loxi-agent started inside `ns`: its own namespace is a throw-away one."""
-
-    def __init__(self, ns: Netns, directory: Path) -> None:
-        self.ns = ns
-        self.socket = directory / "agent.sock"
-        self.log = directory / "agent.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [NSENTER, f"--net={ns.path}", "--", str(agent_path()), "--socket", str(self.socket)], stderr=log
-            )
-        for _ in range(200):
-            if self.socket.exists():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"loxi-agent did not start: {self.log.read_text()}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture
@@ -61,7 +33,7 @@ def callers(node: Node, netns, tmp_path):
         yield local, local, None
         return
     agent_ns = netns("agentns")
-    agent = NamespacedAgent(agent_ns, tmp_path)
+    agent = AgentProcess(tmp_path, netns=agent_ns)
     try:
         yield local, Node(node.ns, node.data_dir, node.factory, str(agent.socket)), agent_ns
     finally:
