@@ -462,3 +462,41 @@ def test_the_reconciler_releases_a_dead_pods_address_and_leaves_busy_and_foreign
     assert value(samples, "loxi_reconcile_reclaimed_total", network=network) == 2
     assert value(samples, "loxi_reconcile_leaked_found_total", network=network) == 2
     assert warm.cni("DEL", conf, container_id="new", netns=newcomer.path).rc == 0
+
+
+def test_the_suites_own_agent_counts_every_call_the_suite_sends_it(node, agent_socket):
+    """In the suite's agent pass, the session's loxi-agent (the one every integration test goes
+    through) is scraped around a pod's whole life: each command moves its own counter by one."""
+    if not agent_socket:
+        pytest.skip("the suite's agent pass only (LOXI_TEST_MODE=agent)")
+
+    def samples() -> dict:
+        code, text = fetch(status_socket(agent_socket), "/metrics")
+        assert code == 200
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    pod = node.pod()
+    conf = make_conf(node.data_dir, name="suitemetrics")
+    results: dict[str, object] = {}
+    steps = [
+        ("ADD", lambda: node.cni("ADD", conf, container_id="sm1", netns=pod.path)),
+        (
+            "CHECK",
+            lambda: node.cni("CHECK", {**conf, "prevResult": results["ADD"]}, container_id="sm1", netns=pod.path),
+        ),
+        ("STATUS", lambda: node.cni("STATUS", {**conf, "cniVersion": "1.1.0"})),
+        ("DEL", lambda: node.cni("DEL", conf, container_id="sm1", netns=pod.path)),
+        ("GC", lambda: node.cni("GC", {**conf, "cniVersion": "1.1.0", "cni.dev/valid-attachments": []})),
+    ]
+    for command, run in steps:
+        before = samples()
+        call = run()
+        assert call.rc == 0, (command, call)
+        results[command] = call.json if call.stdout.strip() else None
+        after = samples()
+        key = ("loxi_cni_calls_total", (("code", "0"), ("command", command)))
+        assert after.get(key, 0) == before.get(key, 0) + 1, f"{command} through the suite's agent was not counted"
