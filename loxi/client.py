@@ -65,10 +65,13 @@ def agent_socket(environ: Mapping[bytes, bytes], stdin: bytes) -> bytes:
 
         try:
             value = json.loads(stdin).get("agentSocket")
-        except (ValueError, AttributeError):
-            value = None
+        except (ValueError, AttributeError, RecursionError):
+            value = None  # the engine, in the agent or in-process, reports the conf's own error
         if isinstance(value, str):
-            return value.encode(errors="surrogateescape")
+            try:  # a lone surrogate or a NUL is no path: in-process, where the engine judges the conf
+                return value.encode(errors="surrogateescape") if "\0" not in value else b""
+            except UnicodeEncodeError:
+                return b""
     return DEFAULT_SOCKET.encode()
 
 

@@ -33,3 +33,16 @@ def test_a_conf_the_client_cannot_read_leaves_the_default():
     assert agent_socket({}, conf(agentSocket=5)) == DEFAULT_SOCKET.encode()
     # only a top-level key counts, not one inside prevResult or ipam
     assert agent_socket({}, conf(ipam={"agentSocket": "/x.sock"})) == DEFAULT_SOCKET.encode()
+
+
+def test_an_agent_socket_no_path_can_be_keeps_the_call_in_process():
+    """A lone surrogate or a NUL: no traceback, no agent; the engine then judges the conf (code 7)."""
+    lone = b'{"cniVersion": "1.0.0", "agentSocket": "\\ud800"}'
+    nul = b'{"cniVersion": "1.0.0", "agentSocket": "/x/\\u0000"}'
+    for stdin in (lone, nul):
+        assert agent_socket({}, stdin) == b"", stdin
+
+
+def test_a_conf_nested_past_the_parsers_depth_leaves_the_default():
+    deep = b'{"agentSocket": "/run/x", "a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert agent_socket({}, deep) == DEFAULT_SOCKET.encode()
