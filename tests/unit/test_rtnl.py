@@ -255,7 +255,41 @@ def test_an_encoding_is_remembered_by_its_arguments(monkeypatch):
     assert encoded_request(encode_link, "get", {"ifname": "cni-other"}) != first
     assert afresh == [("get", {"ifname": "cni-remember"}), ("get", {"ifname": "cni-other"})]
     veth = {"ifname": "loxi1", "kind": "veth", "peer": {"ifname": "eth0"}}
-    assert encoded_request(encode_link, "add", veth) == encoded_request(encode_link, "add", veth)
-    assert afresh[2:] == [("add", veth), ("add", veth)]
+    assert (
+        encoded_request(encode_link, "add", veth)
+        == encoded_request(encode_link, "add", veth)
+        == real(encode_link, "add", veth)
+    )
+    assert afresh[2:] == []  # packed directly (encode_veth_add), not by pyroute2
+    odd = {**veth, "peer": {"ifname": "eth0", "address": "2:0:0:0:0:1"}}  # a spelling left to pyroute2
+    assert encoded_request(encode_link, "add", odd) == real(encode_link, "add", odd)
+    assert afresh[2:] == [("add", odd)]
     with pytest.raises(Unsupported):  # never remembered as an answer
         encoded_request(encode_link, "add", {"ifname": "br0", "kind": "bridge"})
+
+
+@pytest.mark.parametrize("name_len", range(1, 16))
+@pytest.mark.parametrize("shape", range(8))
+def test_a_veth_packed_directly_is_what_pyroute2_encodes(name_len, shape):
+    """encode_veth_add's bytes are pyroute2's, whatever the names' lengths (padding) and the keys given."""
+    peer = {"ifname": "e" * (16 - name_len)}
+    spec = {"ifname": "v" * name_len, "kind": "veth", "peer": peer}
+    if shape & 1:
+        spec["address"], peer["address"] = "02:aa:bb:cc:dd:ee", "0A:11:22:33:44:5F"
+    if shape & 2:
+        spec["mtu"] = peer["mtu"] = 1400 + name_len
+        peer["net_ns_fd"] = 7 + name_len
+    if shape & 4:
+        spec["master"], spec["state"] = 3 + name_len, "up" if name_len % 2 else "down"
+    assert rtnl_module.encode_veth_add(spec) == rtnl_module._encode(encode_link, "add", spec)
+    assert encoded_request(encode_link, "add", spec) == rtnl_module._encode(encode_link, "add", spec)
+
+
+def test_a_veth_outside_the_plain_cases_is_refused_or_left_to_pyroute2():
+    base = {"ifname": "v1", "kind": "veth", "peer": {"ifname": "eth0"}}
+    with pytest.raises(Unsupported):
+        rtnl_module.encode_veth_add({**base, "state": "sideways"})
+    with pytest.raises(Unsupported):
+        rtnl_module.encode_veth_add({**base, "peer": {"ifname": "eth0", "other": 1}})
+    for odd in ({**base, "ifname": "vé"}, {**base, "mtu": True}, {**base, "address": "2:0:0:0:0:1"}):
+        assert rtnl_module.encode_veth_add(odd) == rtnl_module._encode(encode_link, "add", odd)
