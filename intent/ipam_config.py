@@ -9,6 +9,7 @@ for those strings. Stdlib only: this runs on every ADD/DEL/CHECK.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -376,8 +377,41 @@ def _all_range_sets(conf: Mapping[str, Any], ipam: Mapping[str, Any]) -> tuple[R
     return tuple(sets)
 
 
+LOADED_CACHE_SIZE = 64  # network configs: a node serves a few
+LOADED_KEY_MAX = 1 << 16  # characters: a larger config is parsed every time, never kept
+_loaded: dict[str, HostLocalConfig] = {}
+
+
 def load_host_local(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> HostLocalConfig:
-    """Type and check a whole network config for host-local; raise code 7 on anything wrong."""
+    """Type and check a whole network config for host-local; raise code 7 on anything wrong.
+
+    A call asks this three or four times (validation, the reattach check,
+    allocation, the result) and loxi-agent for every pod of a network, with
+    the same config: a config that passed is remembered by its canonical JSON
+    (everything but `prevResult`, which is never read here) and the CNI_ARGS,
+    so it is parsed once. The result is frozen; one that fails is parsed,
+    and fails, every time.
+    """
+    try:
+        key = json.dumps(
+            [{k: v for k, v in conf.items() if k != "prevResult"}, sorted(cni_args.items())],
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+    except (TypeError, ValueError, AttributeError, RecursionError):
+        return _load_host_local(conf, cni_args)
+    loaded = _loaded.get(key)
+    if loaded is None:
+        loaded = _load_host_local(conf, cni_args)
+        if len(key) <= LOADED_KEY_MAX:
+            if len(_loaded) >= LOADED_CACHE_SIZE:
+                _loaded.clear()
+            _loaded[key] = loaded
+    return loaded
+
+
+def _load_host_local(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> HostLocalConfig:
     name = check_network_name(conf.get("name"))
     ipam = conf.get("ipam")
     if ipam is None:

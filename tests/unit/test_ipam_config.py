@@ -314,3 +314,22 @@ def test_parse_dns_keeps_only_non_empty_keys() -> None:
     assert parse_dns(None, "dns") == {}
     got = parse_dns({"nameservers": [], "domain": "", "search": ["a", "b"], "options": ["ndots:5"]}, "dns")
     assert got == {"search": ["a", "b"], "options": ["ndots:5"]}
+
+
+def test_a_config_that_passed_is_parsed_once_and_one_that_fails_every_time(monkeypatch):
+    import intent.ipam_config as ipam_config
+
+    parsed = []
+    real = ipam_config._load_host_local
+    monkeypatch.setattr(ipam_config, "_load_host_local", lambda c, a: parsed.append(1) or real(c, a))
+    monkeypatch.setattr(ipam_config, "_loaded", {})
+    conf = {"name": "memo", "cniVersion": "1.0.0", "ipam": {"type": "host-local", "subnet": "10.9.0.0/24"}}
+    first = ipam_config.load_host_local(conf, {})
+    assert ipam_config.load_host_local({**conf, "prevResult": {"ips": []}}, {}) is first
+    assert len(parsed) == 1
+    assert ipam_config.load_host_local(conf, {"IP": "10.9.0.7"}).requested_ips != first.requested_ips
+    bad = {**conf, "ipam": {"type": "host-local", "subnet": "10.9.0.0/33"}}
+    for _ in range(2):
+        with pytest.raises(CniError):
+            ipam_config.load_host_local(bad, {})
+    assert len(parsed) == 4

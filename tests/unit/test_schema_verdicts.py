@@ -152,3 +152,24 @@ def test_the_second_cold_process_with_the_same_config_does_not_import_jsonschema
     assert run_cold(verdicts, bad) == {"outcome": INVALID_NETWORK_CONFIG, "jsonschema": True}
     assert run_cold(verdicts, bad) == {"outcome": INVALID_NETWORK_CONFIG, "jsonschema": True}
     assert len(list(verdicts.iterdir())) == 3
+
+
+def test_a_warm_process_validates_a_config_once_and_a_bad_one_every_time(monkeypatch):
+    import intent.config as config
+
+    config._validator()  # warm: the validator is built
+    checked = []
+    real = config.validate_schema
+    monkeypatch.setattr(config, "validate_schema", lambda doc: checked.append(1) or real(doc))
+    monkeypatch.setattr(config, "_valid_docs", set())
+    doc = {"cniVersion": "1.0.0", "name": "memo", "type": "loxi-cni", "bridge": "br-memo"}
+    config.validate_schema_once(doc)
+    config.validate_schema_once(dict(doc))
+    assert len(checked) == 1
+    config.validate_schema_once({**doc, "prevResult": {"ips": [1]}})
+    config.validate_schema_once({**doc, "prevResult": {"ips": [2]}})
+    assert len(checked) == 2
+    for _ in range(2):
+        with pytest.raises(CniError):
+            config.validate_schema_once({**doc, "mtu": "big"})
+    assert len(checked) == 4
