@@ -275,10 +275,12 @@ def serve(path: str, request_timeout: float = REQUEST_TIMEOUT, options: AgentOpt
     # Import the engine before the socket exists: a client that finds the socket
     # finds an agent ready to answer at full speed.
     import loxi.engine  # noqa: F401
+    from applier.ipam.hostlocal import remember_lease_contents
     from applier.netlink import IPRoute  # noqa: F401  (the rare calls: a new bridge, VLANs, STATUS's probe)
     from intent.config import validate_schema
 
     validate_schema({"type": "loxi-cni"})
+    remember_lease_contents()  # a node's 200 lease files read once, not by every ADD and DEL
     state.ready[READY_ENGINE] = True
     try:
         state.kernel_features = probe_kernel()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import stat
 import time
@@ -90,6 +91,7 @@ Key = tuple[int, int]
 _OCTETS = {str(i): i for i in range(256)}
 
 
+@functools.lru_cache(maxsize=1 << 14)  # a store's names come back in every scan (loxi-agent)
 def _key_from_name(name: str) -> Key | None:
     parts = name.split(".")
     if len(parts) == 4 and ":" not in name:
@@ -161,6 +163,25 @@ def _round_robin(rset: RangeSet, last: IPAddress | None) -> Iterator[tuple[int, 
             yield index, cur
 
 
+# Lease contents a long-lived process (loxi-agent, `remember_lease_contents`) has read, by the
+# file's (device, inode): (ctime, mtime, size) as read, and the text.
+_lease_texts: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
+_remember = False
+LEASE_TEXTS_MAX = 1 << 16
+# A file is remembered only once it is this old (ns): the kernel's timestamps are coarse
+# (a jiffy), and a file deleted and made again under a reused inode must not look the same.
+SETTLED_NS = 1_000_000_000
+
+
+def remember_lease_contents(on: bool = True) -> None:
+    """Read each lease file once per process (loxi-agent): later scans stat it, and read it again
+    only when its inode, ctime, mtime or size changed. A lease file is written once, under the
+    lock, when it is made; a cold process reads every file every time, as before."""
+    global _remember
+    _remember = on
+    _lease_texts.clear()
+
+
 class _Dir:
     """An open store directory: every name below is resolved relative to it, never via a path."""
 
@@ -185,6 +206,38 @@ class _Dir:
             return None
         finally:
             os.close(fd)
+
+    def read_lease(self, name: str) -> str | None:
+        """`read(name)`, from what this process remembers of the file when it has not changed since."""
+        if not _remember:
+            return self.read(name)
+        try:
+            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        known = _lease_texts.get((st.st_dev, st.st_ino))
+        if known is not None and known[0] == (st.st_ctime_ns, st.st_mtime_ns, st.st_size):
+            return known[1]
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=self.fd)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            text = os.read(fd, MAX_LEASE_BYTES).decode("utf-8", "replace")
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if st.st_ctime_ns < time.time_ns() - SETTLED_NS and st.st_size <= MAX_LEASE_BYTES:
+            if len(_lease_texts) >= LEASE_TEXTS_MAX:
+                _lease_texts.clear()
+            _lease_texts[(st.st_dev, st.st_ino)] = ((st.st_ctime_ns, st.st_mtime_ns, st.st_size), text)
+        return text
 
     def write_tmp(self, content: str, sync: bool) -> str:
         name = f"{TMP_PREFIX}{os.getpid()}.{os.urandom(6).hex()}"
@@ -255,7 +308,7 @@ class _Snapshot:
 
     def owner(self, key: Key) -> str | None:
         if key not in self._content:
-            text = self.dir.read(self.leases[key]) if self.dir else None
+            text = self.dir.read_lease(self.leases[key]) if self.dir else None
             self._content[key] = None if text is None else text.strip()
         return self._content[key]
 
