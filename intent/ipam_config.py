@@ -380,6 +380,7 @@ def _all_range_sets(conf: Mapping[str, Any], ipam: Mapping[str, Any]) -> tuple[R
 LOADED_CACHE_SIZE = 64  # network configs: a node serves a few
 LOADED_KEY_MAX = 1 << 16  # characters: a larger config is parsed every time, never kept
 _loaded: dict[str, HostLocalConfig] = {}
+_LOADED_FROM = ("name", "cniVersion", "ipam", "runtimeConfig", "args")  # the keys _load_host_local reads
 
 
 def load_host_local(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> HostLocalConfig:
@@ -387,14 +388,14 @@ def load_host_local(conf: Mapping[str, Any], cni_args: Mapping[str, str]) -> Hos
 
     A call asks this three or four times (validation, the reattach check,
     allocation, the result) and loxi-agent for every pod of a network, with
-    the same config: a config that passed is remembered by its canonical JSON
-    (everything but `prevResult`, which is never read here) and the CNI_ARGS,
+    the same config: a config that passed is remembered by the canonical JSON
+    of the keys read here (not `prevResult`, nor keys of other plugins) and the CNI_ARGS,
     so it is parsed once. The result is frozen; one that fails is parsed,
     and fails, every time.
     """
     try:
         key = json.dumps(
-            [{k: v for k, v in conf.items() if k != "prevResult"}, sorted(cni_args.items())],
+            [{k: conf[k] for k in _LOADED_FROM if k in conf}, sorted(cni_args.items())],
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,
