@@ -223,7 +223,7 @@ def test_dockerfile_and_node_scripts() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert dockerfile.startswith("#") and "ARG BASE=python:3.11-slim\n" in dockerfile and "FROM ${BASE}\n" in dockerfile
     assert "deploy/make-runtime.py /usr/lib/loxi/runtime" in dockerfile  # pip install --target, from make-runtime
-    assert '"pip", "install"' in (DEPLOY / "make-runtime.py").read_text()
+    assert '/venv/bin/pip", "install"' in (DEPLOY / "make-runtime.py").read_text()
     script = (DEPLOY / "loxi-node.sh").read_text()
     assert 'loxi-plan" install' in script and "node-pod-cidr" in script and "loxi-agent" in script
     compile((DEPLOY / "node-pod-cidr.py").read_text(), "node-pod-cidr.py", "exec")
