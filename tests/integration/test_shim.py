@@ -346,12 +346,24 @@ SOCKET_CASES = [
 
 
 def python_choice(stdin: bytes) -> bytes | None:
-    """The socket the Python client tries, or None where it raises (the shim must defer then)."""
+    """The socket the Python client tries, or None where the shim must leave the call to the Python
+    plugin: an agentSocket that is no path (a lone surrogate, a NUL; the client then stays
+    in-process) or a conf nested past json's depth (the engine then answers code 6)."""
     try:
-        path = python_agent_socket({}, stdin)
-    except (UnicodeEncodeError, RecursionError):
+        doc = json.loads(stdin)
+    except RecursionError:
         return None
-    return None if b"\0" in path else path
+    except ValueError:
+        doc = None
+    value = doc.get("agentSocket") if isinstance(doc, dict) else None
+    if isinstance(value, str):
+        try:
+            value.encode(errors="surrogateescape")
+        except UnicodeEncodeError:
+            return None
+        if "\0" in value:
+            return None
+    return python_agent_socket({}, stdin)
 
 
 @pytest.mark.parametrize(("stdin", "kind"), SOCKET_CASES, ids=[str(i) for i in range(len(SOCKET_CASES))])

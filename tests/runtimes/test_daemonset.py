@@ -391,6 +391,10 @@ def bare_root(node: Node) -> Iterator[Path]:
         for sub, source in binds.items():
             run(["mount", "--rbind" if sub in ("dev", "proc") else "--bind", source, str(root / sub)])
             mounts.append(root / sub)
+            # A slave receives the host's new mounts (pod namespaces made later) and sends nothing
+            # back: without it the lazy unmount below propagates to the host and unmounts every
+            # network namespace made under /run/netns since the bind (and /dev's submounts).
+            run(["mount", "--make-rslave", str(root / sub)])
         yield root
     finally:
         for mount in reversed(mounts):
