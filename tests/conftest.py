@@ -39,6 +39,18 @@ AGENT_MODE = os.environ.get("LOXI_TEST_MODE") in ("agent", "shim")
 os.environ.setdefault("LOXI_SCHEMA_CACHE_DIR", "")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM a daemon the tests started, wait for it, SIGKILL it if it does not go in time."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def agent_path() -> Path:
     return python_plugin_path().parent / "loxi-agent"
 
@@ -64,12 +76,7 @@ class AgentProcess:
         raise RuntimeError(f"loxi-agent did not start: {self.log.read_text()}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="session")

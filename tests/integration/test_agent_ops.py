@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from applier.locks import attachment_lock_name, lock_dir
 from loxi.agent_protocol import encode_request, recv_reply
 from loxi.agent_status import fetch, status_socket
-from tests.conftest import NSENTER, REFERENCE_CNI_DIR, Node, agent_path, make_conf
+from tests.conftest import NSENTER, REFERENCE_CNI_DIR, Node, agent_path, make_conf, stop_process
 
 pytestmark = pytest.mark.kernel
 
@@ -91,13 +91,7 @@ class Agent:
         return out
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=15)
 
 
 def value(samples: dict, name: str, **labels: str) -> float:

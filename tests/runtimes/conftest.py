@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import stop_process
 
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 REFERENCE_CNI_DIR = Path("/usr/lib/cni")
@@ -346,13 +347,7 @@ class Containerd:
                 self.ctr("tasks", "delete", "-f", task, check=False)
             for container in self.ctr("containers", "ls", "-q", check=False).stdout.split():
                 self.ctr("containers", "delete", container, check=False)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=15)
         self.log.close()
         self.ns.delete()
 

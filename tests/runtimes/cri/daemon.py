@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from tests.conftest import stop_process
 from tests.runtimes.conftest import NodeNs, run
 from tests.runtimes.cri.client import CriClient
 
@@ -121,13 +122,8 @@ class CriContainerd:
         if self.cri is not None:
             self.cri.close()
             self.cri = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout=20)
         self.proc = None
 
     def import_image(self, archive: Path) -> None:
