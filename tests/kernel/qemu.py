@@ -61,7 +61,7 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Where the unpacked kernel, its modules and the initramfs live (built once).
@@ -358,7 +358,6 @@ class _Probe:
     cache: KernelCache | None = None
     accel: str = "tcg"
     reason: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 _probe_result: _Probe | None = None
