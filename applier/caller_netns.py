@@ -39,7 +39,7 @@ class CallerView:
 
 
 def parse_view(path: str, value: str, fd: int) -> CallerView | None:
-    """The wire form (`loxi.agent_protocol.CALLER_NETNS_KEY`): `fd`, `mode:N` or `errno:N`; None if malformed."""
+    """The wire form (`loxi.agent.protocol.CALLER_NETNS_KEY`): `fd`, `mode:N` or `errno:N`; None if malformed."""
     kind, _, number = value.partition(":")
     if kind == "fd" and not number and fd >= 0:
         return CallerView(path, fd=fd)

@@ -7,7 +7,7 @@ a first ADD), with only the CNI variables in the environment, as `bench.run`
 calls it:
 
 - interpreter start: `python -c pass`, and `python -I -S -c pass`;
-- the whole ADD: `nsenter --net=NODE -- python -m loxi.cni` (wall, median of N);
+- the whole ADD: `nsenter --net=NODE -- python -m loxi.plugin` (wall, median of N);
 - imports: the same ADD under `python -X importtime` (the sum of the top-level
   cumulative times, and the largest packages);
 - the rest: the same ADD under cProfile, imports excluded, the top functions by
@@ -43,8 +43,8 @@ from bench.run import (
     remove_loxi_locks,
 )
 
-# Runs loxi.cni's main as `python -m loxi.cni` would, then prints the modules it imported.
-# loxi-cni ends with posix._exit (loxi.entry.exit_now): the list is written there.
+# Runs loxi.plugin.cni's main as `python -m loxi.plugin` would, then prints the modules it imported.
+# loxi-cni ends with posix._exit (loxi.plugin.entry.exit_now): the list is written there.
 MODULES_AFTER_ADD = """
 import json, posix, sys, runpy
 before = set(sys.modules)
@@ -55,7 +55,7 @@ def list_then_exit(status):
     sys.stdout.flush()
     _exit(status)
 posix._exit = list_then_exit
-runpy.run_module("loxi.cni", run_name="__main__")
+runpy.run_module("loxi.plugin", run_name="__main__")
 """
 
 # `python -m cProfile` writes its data at interpreter exit, which loxi-cni skips (posix._exit):
@@ -70,7 +70,7 @@ def save_then_exit(status):
     _exit(status)
 posix._exit = save_then_exit
 profiler.enable()
-runpy.run_module("loxi.cni", run_name="__main__")
+runpy.run_module("loxi.plugin", run_name="__main__")
 """
 
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             wall, proc = timed([NSENTER, f"--net=/var/run/netns/{node}", "--", *pre], env("ADD", cid, pod), stdin)
             if proc.returncode != 0:
                 raise SystemExit(f"ADD failed: {proc.stdout.decode()} {proc.stderr.decode()[-2000:]}")
-            plugin = [python, "-m", "loxi.cni"]
+            plugin = [python, "-m", "loxi.plugin"]
             dl = subprocess.run(
                 [NSENTER, f"--net=/var/run/netns/{node}", "--", *plugin], input=stdin, env=env("DEL", cid, pod)
             )
@@ -146,11 +146,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit("DEL failed")
             return wall, proc
 
-        add_del([python, "-m", "loxi.cni"])  # makes the bridge: not measured
+        add_del([python, "-m", "loxi.plugin"])  # makes the bridge: not measured
 
         starts = [timed([python, "-c", "pass"], {})[0] for _ in range(args.runs * 2)]
         isolated = [timed([python, "-I", "-S", "-c", "pass"], {})[0] for _ in range(args.runs * 2)]
-        adds = [add_del([python, "-m", "loxi.cni"])[0] for _ in range(args.runs)]
+        adds = [add_del([python, "-m", "loxi.plugin"])[0] for _ in range(args.runs)]
         # the modules a real ADD ends up with, imported and nothing else (no -X importtime overhead)
         _, proc = add_del([python, "-c", MODULES_AFTER_ADD])
         modules = json.loads(proc.stdout.decode().strip().splitlines()[-1])
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         imports: list[int] = []
         last: list[tuple[int, int, str]] = []
         for _ in range(args.runs):
-            _, proc = add_del([python, "-X", "importtime", "-m", "loxi.cni"])
+            _, proc = add_del([python, "-X", "importtime", "-m", "loxi.plugin"])
             last = parse_importtime(proc.stderr.decode())
             imports.append(sum(cum for _, cum, name in last if not name.startswith("  ")))
         prof = args.cprofile or tmp / "add.prof"
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loxi-cni cold ADD, {args.runs} runs each (medians), load {os.getloadavg()[0]:.2f}", file=out)
         print(f"  interpreter start   python -c pass        {start_ms:8.1f} ms", file=out)
         print(f"                      python -I -S -c pass  {ms * statistics.median(isolated):8.1f} ms", file=out)
-        print(f"  whole ADD           nsenter + python -m loxi.cni {add_ms:8.1f} ms", file=out)
+        print(f"  whole ADD           nsenter + python -m loxi.plugin {add_ms:8.1f} ms", file=out)
         imp_wall = ms * statistics.median(only_imports) - start_ms
         print(
             f"  imports, -X importtime (top-level cumulative sum, inflated by the tracing) {imp_ms:8.1f} ms", file=out

@@ -3,7 +3,7 @@
     sudo .venv/bin/python -m bench.warm [--runs N] [--cprofile]
 
 The engine runs in this process as loxi-agent runs it (imports paid once,
-`loxi.cni.run` per call), inside a throw-away node namespace
+`loxi.plugin.cni.run` per call), inside a throw-away node namespace
 (`loxibench-<run>-node`) with one pod namespace per round. Every ADD, CHECK and
 DEL is timed whole and by phase; the phases are the engine's own functions,
 wrapped for the measurement only. The netlink requests of each command are
@@ -183,7 +183,7 @@ def in_netns(name: str) -> None:
 def engine_rounds(
     runs: int, prefix: str, tmp: Path, profile: bool, background: int = 0
 ) -> tuple[Meter, dict[str, cProfile.Profile]]:
-    from loxi.cni import run
+    from loxi.plugin.cni import run
 
     node, bridge = f"{prefix}node", f"lxbw{prefix[len(NS_PREFIX) : len(NS_PREFIX) + 8]}"
     pods = [f"{prefix}p{i}" for i in range(runs + 1 + background)]
@@ -235,7 +235,7 @@ class StubAgent:
     """Answers every request at once with an empty success: what is left is the client."""
 
     def __init__(self, path: Path) -> None:
-        from loxi.agent_protocol import encode_reply, recv_request
+        from loxi.agent.protocol import encode_reply, recv_request
 
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
@@ -262,7 +262,7 @@ class StubAgent:
 
 def client_rounds(runs: int, tmp: Path) -> dict[str, tuple[float, float]]:
     """{what: (median wall ms, mean CPU ms)} of the thin client and of a bare interpreter."""
-    from loxi.install import LAUNCHER_MODE, render_launcher
+    from loxi.install.commands import LAUNCHER_MODE, render_launcher
 
     launcher = tmp / "bin" / "loxi-cni"
     launcher.parent.mkdir()

@@ -28,8 +28,8 @@ from pathlib import Path
 
 SKIP_STDLIB = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "site-packages", "dist-packages"}
 SCRIPTS = {
-    "loxi-plan": "from loxi.plan_cli import main",
-    "loxi-agent": "from loxi.agent import main",
+    "loxi-plan": "from loxi.plan.cli import main",
+    "loxi-agent": "from loxi.agent.daemon import main",
 }
 
 
@@ -106,7 +106,9 @@ def main() -> int:
     copy_interpreter(dest)
     install_packages(dest, src)
     shutil.copy2(shim, dest / "bin" / "loxi-cni-shim")
-    runtime_python(dest, "import loxi.engine, loxi.install, loxi.agent, pyroute2, jsonschema, networkx, jinja2")
+    runtime_python(
+        dest, "import loxi.engine, loxi.install.commands, loxi.agent.daemon, pyroute2, jsonschema, networkx, jinja2"
+    )
     (dest / "RUNTIME_ID").write_text(runtime_id(dest) + "\n")
     print(f"make-runtime: {dest} = runtime-{(dest / 'RUNTIME_ID').read_text().strip()}")
     return 0

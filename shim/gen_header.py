@@ -3,8 +3,8 @@
 Run by shim/build.sh with the interpreter that has loxi-cni importable (the
 repository root is put on sys.path). Nothing in the header is kept by hand:
 VERSION's answer comes from intent.versions (the one list of supported CNI
-versions), the protocol constants from loxi.agent_protocol, the client's
-timeouts, forwarded prefixes and stdin bound from loxi.client and loxi.entry.
+versions), the protocol constants from loxi.agent.protocol, the client's
+timeouts, forwarded prefixes and stdin bound from loxi.plugin.client and loxi.plugin.entry.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from intent.versions import version_info_json
-from loxi import agent_protocol, client, entry
+from loxi.agent import protocol as agent_protocol
+from loxi.plugin import client, entry
 
 
 def c_string(value: bytes | str) -> str:

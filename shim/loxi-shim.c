@@ -1,6 +1,6 @@
 /* loxi-cni shim: the per-pod executable in /opt/cni/bin, a static C11 program (libc only).
  *
- * It does what loxi/entry.py + loxi/client.py do, without starting an interpreter:
+ * It does what loxi/plugin/entry.py + loxi/plugin/client.py do, without starting an interpreter:
  * read stdin, hand the CNI call to loxi-agent, relay the agent's stdout and exit
  * status byte for byte. Whenever the Python client would run the call in-process
  * (agent absent, refusing, breaking off before its reply) the shim execs the
@@ -16,11 +16,11 @@
  * VERSION is answered here (LOXI_VERSION_ANSWER, generated from intent/versions.py),
  * unless LOXI_LOG_FILE asks for the debug log line the engine writes for it.
  *
- * Wire format (loxi/agent_protocol.py, version 2; integers big-endian), over a
+ * Wire format (loxi/agent/protocol.py, version 2; integers big-endian), over a
  * SOCK_STREAM unix socket, one request and one reply:
  *   request  "LOXI\x02" | env length u32 | stdin length u32 | env | stdin
  *            env: KEY=VALUE entries joined by NUL: the caller's variables whose names start
- *            with loxi.client.FORWARDED_PREFIXES (CNI_, LOXI_LOG_, ...) in environment order (first occurrence of a key wins), then
+ *            with loxi.plugin.client.FORWARDED_PREFIXES (CNI_, LOXI_LOG_, ...) in environment order (first occurrence of a key wins), then
  *            LOXI_CALLER_NETNS=fd | mode:N | errno:N (how this process resolved an
  *            absolute CNI_NETNS: stat, open if a regular file)
  *            SCM_RIGHTS on the first bytes: this thread's /proc/thread-self/ns/net,
@@ -29,7 +29,7 @@
  *            kind 'R': body is the plugin's stdout, status its exit status
  *            kind 'E': refused; the call runs in-process
  * Socket: LOXI_AGENT_SOCKET (empty: in-process only), else the conf's top-level
- * "agentSocket" string, else /run/loxi/agent.sock. Timeouts (loxi/client.py):
+ * "agentSocket" string, else /run/loxi/agent.sock. Timeouts (loxi/plugin/client.py):
  * connect and send 0.5 s, every read of the reply 60 s, every read of stdin 60 s.
  */
 #define _GNU_SOURCE
@@ -58,7 +58,7 @@
 
 extern char **environ;
 static const char CONTROL[] = "\n\r\t\b\f", CONTROL_ESC[] = "nrtbf";
-static const char *const FORWARDED[] = {LOXI_FORWARDED_PREFIXES}; /* loxi.client.FORWARDED_PREFIXES */
+static const char *const FORWARDED[] = {LOXI_FORWARDED_PREFIXES}; /* loxi.plugin.client.FORWARDED_PREFIXES */
 static const char ESCAPES[] = "\"\\/bfnrt", ESCAPED[] = "\"\\/\b\f\n\r\t";
 
 struct buf { unsigned char *data; size_t len, cap; };
@@ -389,7 +389,7 @@ static int fail(const char *what, int err) {
     return -1;
 }
 
-/* CNI_NETNS as this process resolves it (loxi.client.caller_netns): the view, and an open fd or -1. */
+/* CNI_NETNS as this process resolves it (loxi.plugin.client.caller_netns): the view, and an open fd or -1. */
 static int caller_netns(const char *path, char *view, size_t size) {
     struct stat st;
     view[0] = 0;

@@ -5,7 +5,7 @@ which loxi-cni networks exist, with their bridges, stores and pools. The kernel
 says which loxi host veths exist, whose they are (their alias) and where their
 peers are, so every attachment is listed with its pod namespace and addresses
 whether or not its store was found. The stores say which attachments hold
-addresses. What is live, leaked or unaccounted is `loxi.liveness.classify`'s
+addresses. What is live, leaked or unaccounted is `loxi.node.liveness.classify`'s
 call, the same one the agent's reconciler makes. Gathering (`take_inventory`)
 is split from laying out (`build_inventory`, pure, tested on plain data).
 """
@@ -19,7 +19,8 @@ from typing import Any
 
 from compiler.model import NODE_NS
 from intent.ipam_config import DEFAULT_DATA_DIR, RangeSet
-from loxi.liveness import (
+from loxi.node.facts import LinkInfo, PodEnd, loxi_veths
+from loxi.node.liveness import (
     ATTACHED,
     BUSY,
     LEAKED,
@@ -32,7 +33,6 @@ from loxi.liveness import (
     classify,
     unclaimed,
 )
-from loxi.nodefacts import LinkInfo, PodEnd, loxi_veths
 from loxi.plan.confdir import ConfProblem, NetworkConf
 
 __all__ = ["Facts", "Inventory", "LinkInfo", "StoreContent", "build_inventory", "take_inventory"]
@@ -66,7 +66,7 @@ class Facts:
 
 @dataclass(frozen=True)
 class AttachmentRow:
-    state: str  # loxi.liveness: attached, unaccounted, leaked, busy
+    state: str  # loxi.node.liveness: attached, unaccounted, leaked, busy
     kind: str
     network: str | None
     container_id: str | None
@@ -314,7 +314,7 @@ def _read_stores(
 ) -> tuple[list[StoreContent], dict[str, tuple[str, ...]]]:
     """The stores of the confs' networks, every store in `data_dirs`, and, for networks no conf defines but
     a veth names, their stores in the default data dir and `data_dirs`. Also where each network was looked for."""
-    from loxi.nodefacts import read_store, store_networks
+    from loxi.node.facts import read_store, store_networks
 
     read: dict[tuple[str, str], StoreContent] = {}
     looked: dict[str, list[str]] = {}
@@ -344,7 +344,7 @@ def _read_stores(
 
 def _pod_ends(spaces: Any, veths: Sequence[VethTrace], links: Sequence[LinkInfo]) -> dict[str, PodEnd]:
     from applier.netlink import addresses_of
-    from loxi.nodefacts import pod_end
+    from loxi.node.facts import pod_end
 
     by_index = {link.index: link for link in links}
     ends = {}
@@ -368,7 +368,7 @@ def take_inventory(
 ) -> Inventory:
     """Read the confs (`conf_paths`, else `conf_dir`), the node's links and namespaces, the stores, then join."""
     from applier.netns import Namespaces
-    from loxi.nodefacts import addresses_in_use, attachment_busy, namespaces, read_links, veth_traces
+    from loxi.node.facts import addresses_in_use, attachment_busy, namespaces, read_links, veth_traces
     from loxi.plan.confdir import read_conf_dir, read_confs
 
     if conf_paths:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bench.run import process_cpu_clock, process_cpu_s
-from loxi.agent_protocol import encode_request, recv_reply
+from loxi.agent.protocol import encode_request, recv_reply
 from tests.conftest import AgentProcess, Node, make_conf
 
 
@@ -110,7 +110,7 @@ def test_a_broken_request_does_not_kill_the_agent(node, agent):
 
 def test_non_root_callers_are_refused(agent):
     code = (
-        "import socket,sys; from loxi.agent_protocol import *; s=socket.socket(socket.AF_UNIX);"
+        "import socket,sys; from loxi.agent.protocol import *; s=socket.socket(socket.AF_UNIX);"
         f"s.connect({str(agent.socket)!r}); print(recv_reply(s))"
     )
     # the socket is 0600: a non-root process cannot even connect

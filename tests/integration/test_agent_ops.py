@@ -24,8 +24,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from applier.locks import attachment_lock_name, lock_dir
-from loxi.agent_protocol import encode_request, recv_reply
-from loxi.agent_status import fetch, status_socket
+from loxi.agent.protocol import encode_request, recv_reply
+from loxi.agent.status import fetch, status_socket
 from tests.conftest import NSENTER, REFERENCE_CNI_DIR, Node, agent_path, make_conf, stop_process
 
 pytestmark = pytest.mark.kernel
@@ -436,7 +436,7 @@ def test_the_reconciler_releases_a_dead_pods_address_and_leaves_busy_and_foreign
         assert (store / "10.251.9.3").exists(), "mid-ADD allocation released"
         assert (warm.data_dir / other / "10.251.10.2").exists(), "another network's allocation released"
         pending = fetch(str(agent.status))[1]["reconciler"]["pending"]
-        assert pending == [], "a busy attachment is not even a candidate (loxi.liveness: busy, not leaked)"
+        assert pending == [], "a busy attachment is not even a candidate (loxi.node.liveness: busy, not leaked)"
         text = show(agent, network)
         assert "busy" in text and "midadd" in text, text
     finally:

@@ -7,7 +7,7 @@ lock dir and the plugin's working directory, is snapshotted; the default store
 node or the pod namespace.
 
 NUL cannot travel through exec's environment, so those cases run the in-process
-entry point `loxi.cni.run` in a child Python that first enters the node namespace
+entry point `loxi.plugin.cni.run` in a child Python that first enters the node namespace
 (the test process itself never runs plugin code in the default namespace).
 """
 
@@ -137,12 +137,12 @@ class Scene:
         return run_plugin(self.node, command, self.conf if conf is None else conf, **kw)
 
     def in_process(self, environ: dict[str, str], stdin: bytes) -> CniCall:
-        """`loxi.cni.run` with an environment that exec could not carry, inside the node namespace."""
+        """`loxi.plugin.cni.run` with an environment that exec could not carry, inside the node namespace."""
         driver = (
             "import io, json, os, sys\n"
             "req = json.load(sys.stdin)\n"
             "os.environ['LOXI_LOCK_DIR'] = req['locks']\n"
-            "from loxi.cni import run\n"
+            "from loxi.plugin.cni import run\n"
             "out, err = io.StringIO(), io.StringIO()\n"
             "rc = run(req['environ'], io.BytesIO(req['stdin'].encode('latin-1')), out, err)\n"
             "json.dump({'rc': rc, 'stdout': out.getvalue(), 'stderr': err.getvalue()}, sys.stdout)\n"

@@ -97,21 +97,22 @@ def test_launcher_add_del_in_a_node_namespace(node: Node, launcher: Path) -> Non
 HOOKED = """\
 import sys
 sys.path.extend({paths!r})
-import loxi.cni
-from loxi import cnilog, engine
-if not hasattr(loxi.cni.run, "__wrapped__"):  # the hook lines, until loxi/cni.py has them
-    loxi.cni.run = cnilog.logged(loxi.cni.run)
+import loxi.plugin.cni
+from loxi import engine
+from loxi.plugin import cnilog
+if not hasattr(loxi.plugin.cni.run, "__wrapped__"):  # the hook lines, until loxi/plugin/cni.py has them
+    loxi.plugin.cni.run = cnilog.logged(loxi.plugin.cni.run)
     for name in ("cmd_del", "cmd_check"):
         setattr(engine, name, (lambda f: lambda *a: cnilog.note_plan(f(*a)))(getattr(engine, name)))
     add = engine.cmd_add
     engine.cmd_add = lambda *a: (lambda o: (cnilog.note_plan(o.plan), o)[1])(add(*a))
-loxi.cni.main_in_process()
+loxi.plugin.cni.main_in_process()
 """
 
 
 @needs_root
 def test_structured_log_lines_one_per_command(node: Node, tmp_path: Path) -> None:
-    from loxi.install import import_paths
+    from loxi.install.commands import import_paths
 
     hooked = tmp_path / "loxi-cni"
     hooked.write_text(f"#!{sys.executable} -IS\n" + HOOKED.format(paths=import_paths()))

@@ -150,7 +150,7 @@ def record_then_exit(status):
     open({out!r}, "w").write(json.dumps(sorted(sys.modules)))
     _exit(status)
 posix._exit = record_then_exit
-from loxi.entry import main
+from loxi.plugin.entry import main
 main()
 """
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from intent.versions import version_info_json
-from loxi.agent_protocol import REQUEST_HEADER, encode_reply
-from loxi.client import agent_socket as python_agent_socket
+from loxi.agent.protocol import REQUEST_HEADER, encode_reply
+from loxi.plugin.client import agent_socket as python_agent_socket
 from tests.conftest import AgentProcess, Node, make_conf, needs_root, python_plugin_path, shim_bin_dir
 
 ANSWER_TIMEOUT_MS = 1500

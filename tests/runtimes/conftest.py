@@ -56,10 +56,10 @@ def run(argv: list[str], *, check: bool = True, timeout: float = 120, **kw: Any)
 
 
 def hook_wired() -> bool:
-    """Whether loxi.cni.run logs (the cnilog hook is in place)."""
-    import loxi.cni
+    """Whether loxi.plugin.cni.run logs (the cnilog hook is in place)."""
+    import loxi.plugin.cni
 
-    return hasattr(loxi.cni.run, "__wrapped__")
+    return hasattr(loxi.plugin.cni.run, "__wrapped__")
 
 
 def read_log(path: Path) -> list[dict]:

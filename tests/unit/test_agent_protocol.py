@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loxi.agent_protocol import (
+from loxi.agent.protocol import (
     MAGIC,
     REQUEST_HEADER,
     ProtocolError,
@@ -121,7 +121,8 @@ def test_a_reply_that_is_not_version_2(pair):
 def test_the_thin_client_imports_interpreter_built_ins_only():
     """What `loxi-cni` loads before it knows whether the agent answers (as the launcher runs it)."""
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); before = set(sys.modules); import loxi.entry, loxi.client;"
+        "import sys; sys.path.insert(0, sys.argv[1]); before = set(sys.modules);"
+        "import loxi.plugin.entry, loxi.plugin.client;"
         "print(' '.join(sorted(set(sys.modules) - before)))"
     )
     loaded = set(
@@ -131,5 +132,16 @@ def test_the_thin_client_imports_interpreter_built_ins_only():
     )
     heavy = {"json", "base64", "socket", "selectors", "enum", "re", "typing", "struct", "array", "functools"}
     assert not loaded & (heavy | {"collections", "os", "io"}), loaded
-    assert loaded <= {"__future__", "_socket", "posix", "loxi", "loxi.entry", "loxi.client", "loxi.agent_protocol"}
+    assert loaded <= {
+        "__future__",
+        "_socket",
+        "posix",
+        "loxi",
+        "loxi.plugin",
+        "loxi.plugin.entry",
+        "loxi.plugin.exit",
+        "loxi.plugin.client",
+        "loxi.agent",
+        "loxi.agent.protocol",
+    }
     assert not any(name.split(".")[0] in {"pyroute2", "networkx", "jsonschema", "jinja2"} for name in loaded)

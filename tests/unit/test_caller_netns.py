@@ -1,6 +1,6 @@
 """CNI_NETNS as the caller resolved it: the client's side, the wire form, and the agent's replay.
 
-The client (`loxi.client.caller_netns`) stats and opens the path in its own
+The client (`loxi.plugin.client.caller_netns`) stats and opens the path in its own
 process; `applier.caller_netns` replays that outcome in the agent's thread, so
 `stat` and `open_path` there give what the caller's calls gave. No kernel
 namespace is needed: a regular file, a FIFO and a missing path stand in.
@@ -15,7 +15,7 @@ import stat
 import pytest
 
 from applier import caller_netns
-from loxi.client import caller_netns as client_view
+from loxi.plugin.client import caller_netns as client_view
 
 
 def replay(path: str, value: bytes, fd: int) -> caller_netns.CallerView:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from loxi.agent_protocol import DEFAULT_SOCKET
-from loxi.client import agent_socket
+from loxi.agent.protocol import DEFAULT_SOCKET
+from loxi.plugin.client import agent_socket
 
 
 def conf(**fields) -> bytes:

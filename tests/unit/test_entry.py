@@ -1,4 +1,4 @@
-"""How a `loxi-cni` process ends: `loxi.entry.exit_now`, in fresh interpreters started as the launcher starts them."""
+"""How a `loxi-cni` process ends: `loxi.plugin.exit.exit_now`, in fresh interpreters started as the launcher does."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PRELUDE = "import sys; sys.path.insert(0, sys.argv[1]); from loxi.entry import exit_now\n"
+PRELUDE = "import sys; sys.path.insert(0, sys.argv[1]); from loxi.plugin.exit import exit_now\n"
 
 
 def child_argv(body: str) -> list[str]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from loxi import cnilog
-from loxi import install as inst
+from loxi.install import commands as inst
+from loxi.plugin import cnilog
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -147,7 +147,7 @@ def test_cli_register_adds_both_subcommands_with_examples(tmp_path: Path, capsys
 
 
 def _call(environ: dict, stdin: bytes, log_env: dict | None = None) -> tuple[int, str]:
-    from loxi import cni
+    from loxi.plugin import cni
 
     out, err = io.StringIO(), io.StringIO()
     rc = cni.run({**environ, **(log_env or {})}, io.BytesIO(stdin), out, err)  # run is @logged

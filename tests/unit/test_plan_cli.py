@@ -9,14 +9,14 @@ import sys
 import pytest
 
 from intent.errors import CniError
+from loxi.plan.cli import build_parser, run
 from loxi.plan.conf import load_conf, plugin_object
-from loxi.plan_cli import build_parser, run
 
 COMMANDS = ("dry-run", "check", "validate", "render", "graph", "show")
 
 
 def loxi_plan(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loxi.plan_cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "loxi.plan.cli", *args], capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -12,8 +12,8 @@ from compiler.model import Attachment
 from intent.config import load_netconf
 from intent.env import CniRequest
 from loxi.plan.addresses import PLACEHOLDER, placeholder
+from loxi.plan.cli import run
 from loxi.plan.graphout import to_data, to_dot
-from loxi.plan_cli import run
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "plan"
 SEED = {

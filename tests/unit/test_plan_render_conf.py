@@ -10,9 +10,9 @@ import stat
 import pytest
 
 from loxi.plan import conftemplate as ct
+from loxi.plan.cli import run
 from loxi.plan.conf import pick_version
 from loxi.plan.errors import PlanError
-from loxi.plan_cli import run
 
 
 def test_the_shipped_seed_template_is_listed_and_found():

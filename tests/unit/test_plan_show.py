@@ -1,4 +1,4 @@
-"""`loxi-plan show`: the classification of loxi's traces (`loxi.liveness`), the conf directory, and the report."""
+"""`loxi-plan show`: the classification of loxi's traces (`loxi.node.liveness`), the conf directory, and the report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 
 from compiler.graph import host_veth_name
 from compiler.model import Attachment
-from loxi.liveness import (
+from loxi.node.facts import LinkInfo, peer_alive
+from loxi.node.liveness import (
     ADDRESS_IN_USE,
     ALLOCATION_WITHOUT_VETH,
     ATTACHED,
@@ -25,7 +26,6 @@ from loxi.liveness import (
     classify,
     unclaimed,
 )
-from loxi.nodefacts import LinkInfo, peer_alive
 from loxi.plan.confdir import conf_files, read_conf_dir
 from loxi.plan.inventory import Facts, StoreContent, build_inventory
 from loxi.plan.render import inventory_text
@@ -52,7 +52,7 @@ def states(verdicts) -> list[tuple[str, str, str | None]]:
     return [(v.state, v.kind, v.expected_veth) for v in verdicts]
 
 
-# -- loxi.liveness ----------------------------------------------------------------------
+# -- loxi.node.liveness ----------------------------------------------------------------------
 
 
 def test_a_live_veth_is_attached_when_an_allocation_names_it_and_unaccounted_when_none_does():

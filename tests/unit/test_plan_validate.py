@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
+from loxi.plan.cli import run
 from loxi.plan.locator import Locator, Position, format_path, parse_path
 from loxi.plan.validate import suggest, validate_paths, validate_text
-from loxi.plan_cli import run
 
 # The conf exactly as the blog post prints it (with the braces its page lost):
 # `subnet` and the route's `dst` were left empty for the reader to fill in. The blog's caption line

@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis) of the in-process entry point `loxi.cni.run`.
+"""Property-based tests (hypothesis) of the in-process entry point `loxi.plugin.cni.run`.
 
 Generated confs (subsets of the known keys, each with a well-typed or a junk
 value, plus junk keys), environments (random CNI_* values) and CNI_ARGS strings
@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from intent.env import COMMANDS
 from intent.versions import SUPPORTED_VERSIONS
-from loxi.cni import run
+from loxi.plugin.cni import run
 
 EXAMPLES = Counter()
 # Codes an ADD/CHECK that fails before the kernel may give (README "Errors"); 110 is a bug.

@@ -72,7 +72,7 @@ def fingerprint(path: Path) -> tuple:
 
 def loxi_plan(*argv: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loxi.plan_cli", *argv],
+        [sys.executable, "-m", "loxi.plan.cli", *argv],
         input=stdin.decode(),
         capture_output=True,
         text=True,
@@ -439,7 +439,7 @@ def test_a_variable_that_is_not_utf8_never_breaks_the_plugin(tmp_path_factory, c
     nothing touched (it names nothing ADD could have made). A junk CNI_COMMAND: code 4. Never 110."""
     import io
 
-    from loxi.cni import run
+    from loxi.plugin.cni import run
 
     store = tmp_path_factory.mktemp("store")
     environ = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import _socket
 import posix
 
-from loxi.agent_protocol import (
+from loxi.agent.protocol import (
     CALLER_NETNS_KEY,
     DEFAULT_SOCKET,
     ProtocolError,

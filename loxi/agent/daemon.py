@@ -3,7 +3,7 @@
 A cold loxi-cni pays ~0.5 s of imports (pyroute2, networkx, jsonschema) per
 pod. The agent pays them once. Each request runs in its own thread, which first
 enters the caller's network namespace (the descriptor the client sent) and then
-runs exactly the in-process entry point, `loxi.cni.run`: one code path, the same
+runs exactly the in-process entry point, `loxi.plugin.cni.run`: one code path, the same
 locks, so the agent and in-process runs can act on one node at once.
 
 Threads, not asyncio: every thread carries its own network namespace (setns is
@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 
 from applier import caller_netns
 from applier.netns import _setns
-from loxi import agent_metrics as am
 from loxi import phases
-from loxi.agent_health import READY_ENGINE, READY_KERNEL, READY_SOCKET, AgentState, HttpEndpoint, make_app
-from loxi.agent_log import AgentLog
-from loxi.agent_protocol import CALLER_NETNS_KEY, DEFAULT_SOCKET, ProtocolError, encode_reply, recv_request
-from loxi.agent_status import status_socket
-from loxi.cni import run
+from loxi.agent import metrics as am
+from loxi.agent.health import READY_ENGINE, READY_KERNEL, READY_SOCKET, AgentState, HttpEndpoint, make_app
+from loxi.agent.log import AgentLog
+from loxi.agent.protocol import CALLER_NETNS_KEY, DEFAULT_SOCKET, ProtocolError, encode_reply, recv_request
+from loxi.agent.reconcile import DEFAULT_GRACE, DEFAULT_INTERVAL, Reconciler
+from loxi.agent.served import ServedNetworks
+from loxi.agent.status import status_socket
 from loxi.logrotate import DEFAULT_MAX_COUNT, DEFAULT_MAX_SIZE, parse_size
-from loxi.reconcile import DEFAULT_GRACE, DEFAULT_INTERVAL, Reconciler
-from loxi.served import ServedNetworks
+from loxi.plugin.cni import run
 
 SO_PEERCRED_FORMAT = "3i"
 REQUEST_TIMEOUT = 30.0  # default seconds a client may take to send its request: a stuck one frees its thread

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
-from loxi.cli import add_subcommand
+from loxi.plan.subcommand import add_subcommand
 
 PROG = "loxi-plan"
 EXIT_OK = 0
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--output", choices=["text", "json"], default="text")
     show.set_defaults(handler=_show)
-    from loxi.install import register as register_install
+    from loxi.install.commands import register as register_install
 
     register_install(subparsers)
     return parser
@@ -303,8 +303,8 @@ def _graph(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _show(args: argparse.Namespace, out: TextIO) -> int:
-    from loxi.agent_protocol import DEFAULT_SOCKET
-    from loxi.agent_status import agent_status
+    from loxi.agent.protocol import DEFAULT_SOCKET
+    from loxi.agent.status import agent_status
     from loxi.plan.confdir import default_conf_dir
     from loxi.plan.inventory import take_inventory
     from loxi.plan.render import inventory_text

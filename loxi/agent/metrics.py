@@ -1,7 +1,7 @@
 """loxi-agent's Prometheus metrics, with prometheus_client's own types and exposition.
 
-Imported by the agent only: the plugin's cold path (loxi.entry, loxi.client,
-in-process loxi.cni) never loads prometheus_client. Every metric is registered
+Imported by the agent only: the plugin's cold path (loxi.plugin.entry, loxi.plugin.client,
+in-process loxi.plugin.cni) never loads prometheus_client. Every metric is registered
 in a registry of the agent's own (not the library's global one), so the
 exposition carries exactly these and a test can make several agents in one
 process. Pool gauges are read from the stores at scrape time, not kept up to

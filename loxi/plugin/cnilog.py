@@ -18,10 +18,10 @@ found from the runtime's trace.
 Levels: `error` logs failed commands, `warning` the same, `info` (default)
 every ADD/DEL/CHECK/GC/STATUS, `debug` also VERSION and each plan step.
 
-Only the standard library is imported here, so wrapping `loxi.cni.run` keeps
+Only the standard library is imported here, so wrapping `loxi.plugin.cni.run` keeps
 VERSION as cheap as before. Use:
 
-    @logged                     # on loxi.cni.run
+    @logged                     # on loxi.plugin.cni.run
     note_plan(plan)             # wherever a command has its Plan
 """
 

@@ -4,8 +4,8 @@ A DEL that never came (the runtime crashed before saving the result, the node
 rebooted, a chained plugin failed both ADD and DEL) leaves an allocation in the
 host-local store, and containerd never runs GC. Every `interval` seconds the
 reconciler takes the same inventory `loxi-plan show` takes (loxi.plan.inventory,
-classified by loxi.liveness) over the networks the agent served from its own
-namespace (loxi.served), and acts on the attachments called *leaked*: a host
+classified by loxi.node.liveness) over the networks the agent served from its own
+namespace (loxi.agent.served), and acts on the attachments called *leaked*: a host
 veth whose peer is gone, or an allocation with no host veth whose address no
 namespace on the node carries and whose lock is free. Never on *busy*,
 *unaccounted* or *attached*, never on a network it did not serve, never on a
@@ -34,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from loxi.liveness import LEAKED, Owner
-from loxi.served import ServedNetworks
+from loxi.agent.served import ServedNetworks
+from loxi.node.liveness import LEAKED, Owner
 
 DEFAULT_GRACE = 300.0  # seconds an attachment must stay leaked before it is released
 DEFAULT_INTERVAL = 60.0  # seconds between passes
@@ -83,7 +83,7 @@ class Reconciler:
     grace: float = DEFAULT_GRACE
     interval: float = DEFAULT_INTERVAL
     enabled: bool = True
-    metrics: Any = None  # loxi.agent_metrics.AgentMetrics
+    metrics: Any = None  # loxi.agent.metrics.AgentMetrics
     log: Callable[..., None] = lambda *a, **k: None
     pending: dict[Owner, Candidate] = field(default_factory=dict)
     released: list[dict[str, Any]] = field(default_factory=list)
@@ -241,8 +241,8 @@ def _still_live(candidate: Candidate) -> str:
 
     from applier.netns import Namespaces
     from compiler.model import NODE_NS
-    from loxi.liveness import expected_veth
-    from loxi.nodefacts import addresses_in_use, namespaces, read_links, veth_traces
+    from loxi.node.facts import addresses_in_use, namespaces, read_links, veth_traces
+    from loxi.node.liveness import expected_veth
 
     name = expected_veth(candidate.owner)
     with Namespaces() as spaces:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from loxi.agent_metrics import PoolUsage
+from loxi.agent.metrics import PoolUsage
 
 PER_POD_KEYS = ("prevResult", "runtimeConfig", "args")
 SEEN_LIMIT = 256  # distinct ADD stdins remembered, so the usual ADD skips the JSON parse

@@ -23,7 +23,7 @@ it was looked for:
   An ADD in flight holds the allocation before its veth exists: busy, not
   leaked. An address still on some interface: unaccounted.
 
-Pure: the facts are read elsewhere (`loxi.nodefacts`) and passed in, so the
+Pure: the facts are read elsewhere (`loxi.node.facts`) and passed in, so the
 rules are tested on plain data, and `loxi-plan show` and the agent's
 reconciler cannot disagree about them.
 """

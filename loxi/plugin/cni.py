@@ -13,7 +13,7 @@ import sys
 
 from intent.errors import INTERNAL_ERROR, IO_FAILURE, CniError
 from intent.versions import SUPPORTED_VERSIONS, version_info_json
-from loxi.cnilog import logged, note_plan
+from loxi.plugin.cnilog import logged, note_plan
 
 # typing costs VERSION ~15 ms to import; annotations need it only for checkers.
 TYPE_CHECKING = False
@@ -104,12 +104,6 @@ def main_in_process(data: bytes | None = None) -> None:
     from io import BytesIO
 
     stdin: BinaryIO = BytesIO(data) if data is not None else sys.stdin.buffer
-    from loxi.entry import exit_now
+    from loxi.plugin.exit import exit_now
 
     exit_now(run(os.environ, stdin, sys.stdout, sys.stderr))
-
-
-if __name__ == "__main__":  # `python -m loxi.cni`: the same as the installed loxi-cni
-    from loxi.entry import main
-
-    main()

@@ -1,4 +1,4 @@
-"""Read the facts `loxi.liveness` classifies: loxi's host veths, their peers' namespaces, stores, locks, addresses.
+"""Read the facts `loxi.node.liveness` classifies: loxi's host veths, their peers' namespaces, stores, locks, addresses.
 
 Read-only, and from the calling thread's namespace, which is the node (loxi-plan
 moves there first with `--node-netns`). A host veth says whose it is through
@@ -25,7 +25,7 @@ from applier.locks import attachment_lock_name, lock_dir
 from compiler.graph import HOST_VETH_PREFIX, parse_owner_alias
 from compiler.model import NODE_NS, POD_NS
 from intent.ipam_config import NETWORK_NAME_RE, HostLocalConfig
-from loxi.liveness import AllocationTrace, IPAddress, Owner, VethTrace
+from loxi.node.liveness import AllocationTrace, IPAddress, Owner, VethTrace
 
 if TYPE_CHECKING:
     from applier.netns import Namespaces

@@ -38,7 +38,7 @@ from typing import Any, TextIO
 
 from intent.safe_io import MAX_CONF_BYTES, open_regular
 from loxi.atomicfile import fsync_dir, write_atomic
-from loxi.cli import add_subcommand
+from loxi.plan.subcommand import add_subcommand
 
 PROG = "loxi-plan"
 PLUGIN_NAME = "loxi-cni"
@@ -73,8 +73,8 @@ sys.path.extend({{ paths }})
 {{ entry }}
 """
 # loxi-cni: the thin client (loxi-agent, else in-process); loxi-cni-inprocess (the shim's fallback): in-process
-ENTRY = "from loxi.entry import main\n\nmain()"
-ENTRY_INPROCESS = "from loxi.cni import main_in_process\n\nmain_in_process()"
+ENTRY = "from loxi.plugin.entry import main\n\nmain()"
+ENTRY_INPROCESS = "from loxi.plugin.cni import main_in_process\n\nmain_in_process()"
 
 
 class InstallError(Exception):
@@ -194,7 +194,7 @@ def verify_launcher(path: str) -> None:
         text = handle.read()
     interpreter = text.splitlines()[0][2:].split()[0]
     body = text.split("\nfrom loxi.", 1)[0] + "\n"
-    probe = body + "import loxi.entry, loxi.cni, loxi.engine, loxi.client, loxi.agent\n"
+    probe = body + "import loxi.plugin.entry, loxi.plugin.cni, loxi.engine, loxi.plugin.client, loxi.agent.daemon\n"
     proc = subprocess.run(
         [interpreter, "-I", "-S", "-c", probe], env={}, capture_output=True, timeout=120, cwd="/", check=False
     )

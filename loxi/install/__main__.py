@@ -1,0 +1,7 @@
+"""`python -m loxi.install`: loxi-plan's install and uninstall subcommands on their own."""
+
+import sys
+
+from loxi.install.commands import main
+
+sys.exit(main())

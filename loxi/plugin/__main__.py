@@ -1,0 +1,5 @@
+"""`python -m loxi.plugin`: the same as the installed loxi-cni."""
+
+from loxi.plugin.entry import main
+
+main()
