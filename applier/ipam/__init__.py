@@ -1,9 +1,36 @@
-"""IPAM as the engine sees it: one call per CNI command, whatever serves the `ipam` type.
+"""IPAM as the engine sees it: one object per request, whatever serves the `ipam` type.
 
 host-local is served in-process (no fork/exec, shared lock discipline, and a
 side-effect-free preview for planning); any other type is exec'd like libcni
 would and its result, in whatever CNI version it speaks, is brought to the same
-`IpamResult` shape so the engine never branches on the IPAM kind.
+`IpamResult` shape, so neither the engine nor `loxi-plan` branches on the IPAM kind.
+
+The interface (`Ipam`, below): `open_ipam(conf, stdin, request)` parses and checks the
+`ipam` section once for this request (code 7 for a bad one, before anything is locked
+or opened) and returns an object bound to that conf, stdin and request, or None when
+the conf has no IPAM. Every later question of the call goes to that object:
+
+    kind: str                          "host-local", or the delegated plugin's type
+    store_dir: str                     host-local's `<dataDir>/<name>`; "" for a delegate
+    range_sets: tuple[RangeSet, ...]   the conf's pools; () when a delegate keeps its own
+    routes: tuple[IpamRoute, ...]      the conf's `ipam.routes`; () for a delegate (its result has them)
+    add() -> IpamResult                CNI ADD: allocate (a retried ADD gets back what it holds)
+    rollback(added, was_running)       undo a failed ADD, and only what that ADD took
+    delete() -> None                   CNI DEL (`del` is a keyword); idempotent
+    check() -> IpamResult              CNI CHECK: what the attachment holds; CniError when nothing
+    preview() -> IpamResult | None     what add() would hand out now, writing nothing (loxi-plan
+                                       dry-run); None when only running the plugin could tell
+    held() -> tuple[Lease, ...] | None every address held for this attachment (the lease files DEL
+                                       would release), in the conf's range sets or not (then
+                                       range_set_index -1 and a full-length prefix); None when
+                                       unknown without running the plugin
+    gc(keep) -> GcOutcome              CNI GC: release what no (container id, ifname) in `keep` owns;
+                                       host-local goes on past a failed release and reports it
+    status() -> None                   CNI STATUS: CniError (50) when an ADD could not get an address
+
+Which config a host-local call reads follows CNI_COMMAND: ADD's includes the requested
+addresses (CNI_ARGS IP, args.cni.ips, runtimeConfig.ips); DEL's and CHECK's leave them
+out, so a bad one cannot block a cleanup.
 """
 
 from __future__ import annotations
