@@ -691,7 +691,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
     with workspace(run_id) as tmp:
         plugins: list[Plugin] = []
         if settings.plugin is None:  # what a runtime executes: the installed launcher
-            from loxi.install.commands import LAUNCHER_MODE, render_launcher
+            from loxi.install import LAUNCHER_MODE, render_launcher
 
             launcher = tmp / "bin" / "loxi-cni"
             launcher.parent.mkdir()
@@ -702,7 +702,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
         if settings.agent:
             specs.append((AGENT, settings.plugin, "loxi-cni", "a", 203))
         if settings.agent and settings.shim is not None:  # as `loxi-plan install` places it
-            from loxi.install.commands import INPROCESS_NAME, LAUNCHER_MODE, render_launcher
+            from loxi.install import INPROCESS_NAME, LAUNCHER_MODE, render_launcher
 
             shim_bin = tmp / "shim-bin"
             shim_bin.mkdir()

@@ -262,7 +262,7 @@ class StubAgent:
 
 def client_rounds(runs: int, tmp: Path) -> dict[str, tuple[float, float]]:
     """{what: (median wall ms, mean CPU ms)} of the thin client and of a bare interpreter."""
-    from loxi.install.commands import LAUNCHER_MODE, render_launcher
+    from loxi.install import LAUNCHER_MODE, render_launcher
 
     launcher = tmp / "bin" / "loxi-cni"
     launcher.parent.mkdir()

@@ -103,7 +103,7 @@ _shim_dir: list[Path] = []
 def shim_bin_dir(extra_cflags: str = "", sanitize: bool = False) -> Path:
     """A CNI bin dir as `loxi-plan install` leaves a node: the shim, built now from shim/, as
     `loxi-cni`, and the in-process launcher beside it as `loxi-cni-inprocess`."""
-    from loxi.install.commands import INPROCESS_NAME, render_launcher
+    from loxi.install import INPROCESS_NAME, render_launcher
 
     directory = Path(tempfile.mkdtemp(prefix="loxi-shim-"))
     atexit.register(shutil.rmtree, directory, True)

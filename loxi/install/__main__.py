@@ -2,6 +2,6 @@
 
 import sys
 
-from loxi.install.commands import main
+from loxi.install.cli import main
 
 sys.exit(main())

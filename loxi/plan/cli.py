@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--output", choices=["text", "json"], default="text")
     show.set_defaults(handler=_show)
-    from loxi.install.commands import register as register_install
+    from loxi.install.cli import register as register_install
 
     register_install(subparsers)
     return parser
@@ -307,7 +307,7 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     from loxi.agent.status import agent_status
     from loxi.plan.confdir import default_conf_dir
     from loxi.plan.inventory import take_inventory
-    from loxi.plan.render import inventory_text
+    from loxi.plan.render import agent_text, inventory_text
 
     # The agent is asked before moving into --node-netns: its status socket is a file, in any namespace.
     agent = agent_status(args.agent_socket or os.environ.get("LOXI_AGENT_SOCKET") or DEFAULT_SOCKET)
@@ -320,40 +320,6 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
         out.write(inventory_text(inventory))
         out.write(agent_text(agent))
     return EXIT_OK
-
-
-def agent_text(agent: dict[str, Any] | None) -> str:
-    """The agent's state, and what its reconciler would release and when."""
-    if agent is None:
-        return "\nloxi-agent: not running (calls run in-process)\n"
-    ready = agent.get("ready") or {}
-    failing = [name for name, ok in ready.items() if not ok]
-    lines = [
-        "",
-        f"loxi-agent (pid {agent.get('pid')}): up since {agent.get('up_since')}, "
-        f"{agent.get('requests_served')} requests served, {agent.get('in_flight')} in flight, "
-        + ("ready" if not failing else f"not ready ({', '.join(failing)})"),
-        f"  last error: {agent.get('last_error') or 'none'}"
-        + (f" at {agent['last_error_time']}" if agent.get("last_error_time") else ""),
-    ]
-    rec = agent.get("reconciler") or {}
-    if not rec.get("enabled"):
-        lines.append("  reconciler: off (--no-reconcile)")
-    else:
-        nets = ", ".join(rec.get("networks") or []) or "none yet"
-        lines.append(
-            f"  reconciler: every {rec.get('interval_seconds'):g} s, grace {rec.get('grace_seconds'):g} s, "
-            f"networks {nets}, last pass {rec.get('last_pass') or 'not yet'}"
-        )
-        for c in rec.get("pending") or []:
-            why = f" (last time: {c['last_skip']})" if c.get("last_skip") else ""
-            lines.append(
-                f"    would reclaim {c['network']} {c['container_id']}/{c.get('ifname') or '(no ifname)'} "
-                f"{', '.join(c.get('ips') or []) or '(no address)'} at {c['due']}{why}"
-            )
-        if not rec.get("pending"):
-            lines.append("    nothing to reclaim")
-    return "\n".join(lines) + "\n"
 
 
 # -- entry point ----------------------------------------------------------------

@@ -65,19 +65,10 @@ def find_template(name: str) -> Path:
 
 
 def _environment(directory: Path) -> Any:
-    import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
+    """Operator-supplied templates render in jinja2's sandbox."""
+    from loxi.plan.templating import make_environment
 
-    env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(directory),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["tojson"] = _tojson
-    return env
+    return make_environment(directory, sandboxed=True, filters={"tojson": _tojson})
 
 
 def _tojson(value: Any) -> str:

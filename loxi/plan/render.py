@@ -41,18 +41,9 @@ def show(value: Any) -> str:
 
 @cache
 def environment() -> jinja2.Environment:
-    import jinja2
+    from loxi.plan.templating import make_environment
 
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["show"] = show
-    return env
+    return make_environment(TEMPLATE_DIR, filters={"show": show})
 
 
 def _ns_title(ns: str, node_netns: str, pod_netns: str) -> str:
@@ -129,3 +120,37 @@ def check_text(report: CheckReport) -> str:
 
 def inventory_text(inventory: Inventory) -> str:
     return environment().get_template("show.txt.j2").render({"inv": inventory})
+
+
+def agent_text(agent: dict[str, Any] | None) -> str:
+    """The agent's state, and what its reconciler would release and when."""
+    if agent is None:
+        return "\nloxi-agent: not running (calls run in-process)\n"
+    ready = agent.get("ready") or {}
+    failing = [name for name, ok in ready.items() if not ok]
+    lines = [
+        "",
+        f"loxi-agent (pid {agent.get('pid')}): up since {agent.get('up_since')}, "
+        f"{agent.get('requests_served')} requests served, {agent.get('in_flight')} in flight, "
+        + ("ready" if not failing else f"not ready ({', '.join(failing)})"),
+        f"  last error: {agent.get('last_error') or 'none'}"
+        + (f" at {agent['last_error_time']}" if agent.get("last_error_time") else ""),
+    ]
+    rec = agent.get("reconciler") or {}
+    if not rec.get("enabled"):
+        lines.append("  reconciler: off (--no-reconcile)")
+    else:
+        nets = ", ".join(rec.get("networks") or []) or "none yet"
+        lines.append(
+            f"  reconciler: every {rec.get('interval_seconds'):g} s, grace {rec.get('grace_seconds'):g} s, "
+            f"networks {nets}, last pass {rec.get('last_pass') or 'not yet'}"
+        )
+        for c in rec.get("pending") or []:
+            why = f" (last time: {c['last_skip']})" if c.get("last_skip") else ""
+            lines.append(
+                f"    would reclaim {c['network']} {c['container_id']}/{c.get('ifname') or '(no ifname)'} "
+                f"{', '.join(c.get('ips') or []) or '(no address)'} at {c['due']}{why}"
+            )
+        if not rec.get("pending"):
+            lines.append("    nothing to reclaim")
+    return "\n".join(lines) + "\n"

@@ -112,7 +112,7 @@ loxi.plugin.cni.main_in_process()
 
 @needs_root
 def test_structured_log_lines_one_per_command(node: Node, tmp_path: Path) -> None:
-    from loxi.install.commands import import_paths
+    from loxi.install.launcher import import_paths
 
     hooked = tmp_path / "loxi-cni"
     hooked.write_text(f"#!{sys.executable} -IS\n" + HOOKED.format(paths=import_paths()))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loxi.install import commands as inst
+import loxi.install as inst
 from loxi.plugin import cnilog
 
 REPO = Path(__file__).resolve().parents[2]
