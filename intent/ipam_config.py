@@ -14,23 +14,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import (
-    IPv4Address,
-    IPv4Interface,
-    IPv4Network,
-    IPv6Address,
-    IPv6Interface,
-    IPv6Network,
-    ip_address,
-    ip_interface,
-)
+from ipaddress import IPv6Address, ip_address, ip_interface
 from typing import Any
 
 from intent.errors import INVALID_NETWORK_CONFIG, CniError
-
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
-IPInterface = IPv4Interface | IPv6Interface
+from intent.iptypes import IPAddress, IPInterface, IPNetwork
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 # The skel's rule for network names; fullmatch so a trailing newline cannot slip through `$`.

@@ -30,14 +30,13 @@ reconciler cannot disagree about them.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from compiler.graph import host_veth_name
 from compiler.model import Attachment
+from intent.iptypes import IPAddress
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Owner = tuple[str, str, str]  # (network, container id, ifname); ifname "" for a legacy lease file
 
 ATTACHED = "attached"
