@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import fcntl
-import hashlib
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from compiler.model import attachment_digest
 from intent.errors import IO_FAILURE, CniError
 from intent.safe_io import open_regular
 
@@ -139,5 +139,4 @@ def bridge_lock_name(bridge: str) -> str:
 
 
 def attachment_lock_name(network: str, container_id: str, ifname: str) -> str:
-    digest = hashlib.sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()[:32]
-    return f"attach-{digest}"
+    return f"attach-{attachment_digest(network, container_id, ifname)[:32]}"

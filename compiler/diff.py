@@ -6,44 +6,20 @@ be empty and turns any step into a drift message; `loxi-plan` prints it.
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Any
-
 from compiler.graph import DesiredState
-from compiler.model import (
-    NODE_NS,
-    Address,
-    Bridge,
-    HostVeth,
-    NetObject,
-    ObjectKey,
-    Observed,
-    PodLink,
-    PortVlans,
-    Snapshot,
-    VlanDevice,
-    parse_vlans,
-)
-from compiler.plan import CREATE, DELETE, MODIFY, AttrChange, Plan, Step
+from compiler.model import NODE_NS, NetObject, Observed, Snapshot
+from compiler.model.attrs import KIND, PEER
+from compiler.plan import CREATE, DELETE, MODIFY, AttrChange, Plan, Step, show_value
 from intent.errors import MISSING_OBJECT
-
-
-def _link_key(obj: Address) -> ObjectKey:
-    kind = "bridge" if obj.namespace == NODE_NS else "link"
-    return ObjectKey(obj.namespace, kind, obj.link)
 
 
 def _attr_changes(obj: NetObject, observed: Observed) -> list[AttrChange]:
     changes = []
     for name, want in obj.desired().items():
-        if name in obj.create_only or name == "kind":
+        if name in obj.create_only or name == KIND:
             continue
         have = observed.attrs.get(name)
-        if isinstance(obj, PortVlans) and not obj.exact:
-            have_vids = parse_vlans(have)
-            if all(have_vids.get(vid) == flags for vid, flags in parse_vlans(want).items()):
-                continue
-        if have != want:
+        if not obj.satisfied(name, have, want):
             changes.append(AttrChange(name, have, want))
     return changes
 
@@ -53,26 +29,44 @@ def _creation(obj: NetObject) -> Step:
     return Step(CREATE, obj, changes, reason="missing")
 
 
-def _address_steps(obj: Address, snapshot: Snapshot) -> list[Step]:
-    """IPv4 on the bridge is exclusive, as in the reference: another address is a
-    conflict unless forceAddress, which replaces it."""
-    link = snapshot.get(_link_key(obj))
-    if obj.interface.version != 4 or obj.namespace != NODE_NS or link is None:
-        return []
-    others = [a for a in link.facts.get("ipv4", []) if ipaddress.ip_interface(a).ip != obj.interface.ip]
+def _rival_steps(obj: NetObject, snapshot: Snapshot) -> list[Step]:
+    """What stands in the way of `obj` (another IPv4 address on the bridge): removed, or a conflict."""
     steps = []
-    for other in others:
-        stale = Address(link=obj.link, interface=ipaddress.ip_interface(other))
-        if obj.exclusive_ipv4:
-            steps.append(Step(DELETE, stale, reason=f"forceAddress: {obj.link} must carry only {obj.interface}"))
+    for rival in obj.rivals(snapshot):
+        if rival.evict:
+            steps.append(Step(DELETE, rival.obj, reason=rival.evict))
         else:
-            conflict = f'"{obj.link}" already has an IP address different from {obj.interface}: {other}'
-            steps.append(Step(CREATE, obj, reason="conflicting address", conflict=conflict))
+            steps.append(Step(CREATE, obj, reason=f"conflicting {obj.kind}", conflict=rival.conflict))
     return steps
 
 
-def _peer_mismatch(obj: NetObject, observed: Observed) -> bool:
-    return isinstance(obj, HostVeth | PodLink) and observed.attrs.get("peer") != obj.desired()["peer"]
+def _existing_steps(obj: NetObject, observed: Observed, deletions: list[Step], forward: list[Step]) -> None:
+    """The steps for an object the kernel has: a conflict, a replacement, or the attributes that differ."""
+    want = obj.desired()
+    want_kind = want.get(KIND)
+    if want_kind and observed.attrs.get(KIND) != want_kind:
+        forward.append(
+            Step(CREATE, obj, reason="wrong kind", conflict=f'"{obj.name}" already exists but is not a {want_kind}')
+        )
+        return
+    if any(observed.attrs.get(name) != want.get(name) for name in obj.immutable):
+        conflict = (
+            f"{obj.name} exists as {obj.immutable_text(observed.attrs)}, want {obj.immutable_text(want)}: "
+            "cannot change in place"
+        )
+        forward.append(Step(MODIFY, obj, reason="immutable attribute", conflict=conflict))
+        return
+    if PEER in want and observed.attrs.get(PEER) != want[PEER]:
+        if obj.replaceable:
+            deletions.append(Step(DELETE, obj, reason=f"its peer is not {want[PEER]} in the pod namespace"))
+            forward.append(_creation(obj))
+        else:
+            conflict = f"{obj.name} already exists in the {obj.ns} namespace and is not the peer of {want[PEER]}"
+            forward.append(Step(CREATE, obj, reason="name taken", conflict=conflict))
+        return
+    changes = _attr_changes(obj, observed)
+    if changes:
+        forward.append(Step(MODIFY, obj, tuple(changes), reason="differs"))
 
 
 def diff(desired: DesiredState, snapshot: Snapshot) -> Plan:
@@ -81,9 +75,8 @@ def diff(desired: DesiredState, snapshot: Snapshot) -> Plan:
     forward: list[Step] = []
     for obj in desired.order():
         observed = snapshot.get(obj.key)
-        if isinstance(obj, Address):
-            for step in _address_steps(obj, snapshot):
-                (deletions if step.op == DELETE else forward).append(step)
+        for step in _rival_steps(obj, snapshot):
+            (deletions if step.op == DELETE else forward).append(step)
         if observed is None:
             if not obj.creatable:
                 conflict = f"{obj.kind} {obj.name} does not exist in the node namespace"
@@ -91,38 +84,12 @@ def diff(desired: DesiredState, snapshot: Snapshot) -> Plan:
             else:
                 forward.append(_creation(obj))
             continue
-        have_kind = observed.attrs.get("kind")
-        want_kind = obj.desired().get("kind")
-        if want_kind and have_kind != want_kind:
-            what = "a bridge" if isinstance(obj, Bridge) else f"a {want_kind}"
-            forward.append(
-                Step(CREATE, obj, reason="wrong kind", conflict=f'"{obj.name}" already exists but is not {what}')
-            )
-            continue
-        if isinstance(obj, VlanDevice) and (
-            observed.attrs.get("vlan_id") != obj.vlan_id or observed.attrs.get("parent") != obj.parent
-        ):
-            have = f"VLAN {observed.attrs.get('vlan_id')} on {observed.attrs.get('parent')}"
-            conflict = f"{obj.name} exists as {have}, want VLAN {obj.vlan_id} on {obj.parent}: cannot change in place"
-            forward.append(Step(MODIFY, obj, reason="immutable attribute", conflict=conflict))
-            continue
-        if _peer_mismatch(obj, observed):
-            if isinstance(obj, PodLink):
-                conflict = f"{obj.name} already exists in the pod namespace and is not the peer of {obj.peer_name}"
-                forward.append(Step(CREATE, obj, reason="name taken", conflict=conflict))
-            else:
-                reason = f"its peer is not {obj.desired()['peer']} in the pod namespace"
-                deletions.append(Step(DELETE, obj, reason=reason))
-                forward.append(_creation(obj))
-            continue
-        changes = _attr_changes(obj, observed)
-        if changes:
-            forward.append(Step(MODIFY, obj, tuple(changes), reason="differs"))
+        _existing_steps(obj, observed, deletions, forward)
     for obj in reversed(desired.absent):
         observed = snapshot.get(obj.key)
-        want_kind = obj.desired().get("kind")
+        want_kind = obj.desired().get(KIND)
         # A teardown removes only what is of its kind (DEL's CNI_IFNAME: a veth, never another plugin's device).
-        if observed is not None and (not want_kind or observed.attrs.get("kind") == want_kind):
+        if observed is not None and (not want_kind or observed.attrs.get(KIND) == want_kind):
             deletions.append(Step(DELETE, obj, reason="teardown"))
     return Plan(tuple(deletions + forward))
 
@@ -138,26 +105,14 @@ def drift_messages(plan: Plan, netns: str) -> list[str]:
         obj = step.obj
         if step.conflict:
             messages.append(step.conflict)
-        elif step.op == CREATE and isinstance(obj, Address):
-            where = f"{obj.link} in {netns}" if step.ns != NODE_NS else obj.link
-            messages.append(f"{where}: address {obj.interface} missing")
         elif step.op == CREATE:
-            messages.append(f"{_where(step, netns)}: {obj.kind} missing")
+            where, what = obj.drift_subject()
+            messages.append(f"{where if step.ns == NODE_NS else f'{where} in {netns}'}: {what} missing")
         elif step.op == DELETE:
             messages.append(f"{_where(step, netns)}: {step.reason}")
         else:
+            where = _where(step, netns)
             for change in step.changes:
-                messages.append(
-                    f"{_where(step, netns)}: {change.name} is {_text(change.before)}, want {_text(change.after)}"
-                )
+                have, want = show_value(change.before), show_value(change.after)
+                messages.append(f"{where}: {change.name} is {have}, want {want}")
     return messages
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, list):
-        return "[" + ", ".join(map(str, value)) + "]"
-    return str(value)

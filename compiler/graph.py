@@ -32,6 +32,7 @@ from compiler.model import (
     Sysctl,
     Uplink,
     VlanDevice,
+    attachment_digest,
 )
 from compiler.networkx_lean import DiGraph, lexicographical_topological_sort
 from intent.config import NetConf
@@ -45,8 +46,7 @@ def host_veth_name(attachment: Attachment) -> str:
     ADD retries, CHECK and DEL find the host end by name alone: no scan of the
     node's links, so their cost does not grow with the number of pods.
     """
-    digest = hashlib.sha256(f"{attachment.network}\0{attachment.container_id}\0{attachment.ifname}".encode())
-    return HOST_VETH_PREFIX + digest.hexdigest()[:11]
+    return HOST_VETH_PREFIX + attachment_digest(attachment.network, attachment.container_id, attachment.ifname)[:11]
 
 
 OWNER_PREFIX = "loxi-cni"
@@ -55,15 +55,15 @@ OWNER_PREFIX = "loxi-cni"
 def attachment_tag(attachment: Attachment) -> str:
     """`loxi-cni <24 hex>`: the comment on the attachment's netfilter rules (short
     enough for nftables' 128-byte comments, stable for retries and DEL)."""
-    digest = hashlib.sha256(f"{attachment.network}\0{attachment.container_id}\0{attachment.ifname}".encode())
-    return f"{OWNER_PREFIX} {digest.hexdigest()[:24]}"
+    digest = attachment_digest(attachment.network, attachment.container_id, attachment.ifname)
+    return f"{OWNER_PREFIX} {digest[:24]}"
 
 
 def spoofcheck_mac(attachment: Attachment) -> str:
     """A stable, locally administered MAC for a pod whose MAC the spoof check must
     know before the pod exists (macspoofchk without a requested MAC)."""
-    digest = hashlib.sha256(f"mac\0{attachment.network}\0{attachment.container_id}\0{attachment.ifname}".encode())
-    return "02:" + ":".join(digest.hexdigest()[i : i + 2] for i in range(0, 10, 2))
+    digest = attachment_digest(attachment.network, attachment.container_id, attachment.ifname, purpose="mac")
+    return "02:" + ":".join(digest[i : i + 2] for i in range(0, 10, 2))
 
 
 # IFALIASZ is 256 with the NUL; the kernel's policy takes 255 bytes of attribute and

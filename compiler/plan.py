@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compiler.model import NetObject
+from compiler.model.attrs import KIND
 
 CREATE = "create"
 MODIFY = "modify"
@@ -47,9 +48,10 @@ class Step:
         sign = {CREATE: "+", MODIFY: "~", DELETE: "-"}[self.op]
         text = f"{sign} {self.obj.describe()}"
         if self.changes and self.op == MODIFY:
-            text += " (" + ", ".join(f"{c.name}: {_show(c.before)} → {_show(c.after)}" for c in self.changes) + ")"
+            shown = (f"{c.name}: {show_value(c.before)} → {show_value(c.after)}" for c in self.changes)
+            text += " (" + ", ".join(shown) + ")"
         elif self.changes and self.op == CREATE:
-            text += " (" + ", ".join(f"{c.name} {_show(c.after)}" for c in self.changes if c.name != "kind") + ")"
+            text += " (" + ", ".join(f"{c.name} {show_value(c.after)}" for c in self.changes if c.name != KIND) + ")"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,13 +66,14 @@ class Step:
         }
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """One value as plans and CHECK's messages write it: none, on/off, [a, b]."""
     if value is None:
         return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
-    if isinstance(value, list):
-        return "[" + ", ".join(map(str, value)) + "]" if value else "[]"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
 
 
