@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from applier import locks, nftables
-from applier.netlink import NetlinkError, ports_of
+from applier.netlink import NetlinkError
+from applier.netlink.dumps import ports_of
 from applier.netns import Namespaces
 from applier.observe import read_port_vlans
 from applier.sysctl import read_sysctl, write_sysctl

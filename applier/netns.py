@@ -25,7 +25,7 @@ from compiler.model import NODE_NS, POD_NS
 from intent.errors import INVALID_NETNS, CniError
 
 if TYPE_CHECKING:
-    from applier.rtnl import RtnlSocket
+    from applier.netlink.socket import RtnlSocket
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace it is
@@ -116,10 +116,10 @@ class Namespaces:
             _setns(self._fds[NODE_NS])
 
     def ipr(self, ns: str) -> RtnlSocket:
-        """A netlink socket bound to `ns`, opened on first use (IPRoute's API, see applier.rtnl)."""
+        """A netlink socket bound to `ns`, opened on first use (IPRoute's API, see applier.netlink.socket)."""
         sock = self._sockets.get(ns)
         if sock is None:
-            from applier.rtnl import RtnlSocket
+            from applier.netlink.socket import RtnlSocket
 
             with self.inside(ns):
                 sock = RtnlSocket(lambda: self._open_iproute(ns), lambda: self.inside(ns))

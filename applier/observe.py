@@ -12,7 +12,8 @@ import ipaddress
 from typing import Any
 
 from applier import nftables
-from applier.netlink import NetlinkError, addresses_of, routes_of_table
+from applier.netlink import NetlinkError
+from applier.netlink.dumps import addresses_of, routes_of_table
 from applier.netns import Namespaces
 from applier.sysctl import read_sysctl
 from compiler.graph import DesiredState

@@ -7,7 +7,7 @@ The engine runs in this process as loxi-agent runs it (imports paid once,
 (`loxibench-<run>-node`) with one pod namespace per round. Every ADD, CHECK and
 DEL is timed whole and by phase; the phases are the engine's own functions,
 wrapped for the measurement only. The netlink requests of each command are
-counted (sockets opened, and requests sent through them): at applier.rtnl's
+counted (sockets opened, and requests sent through them): at applier.netlink's
 RtnlSocket, and at pyroute2's IPRoute for the calls RtnlSocket leaves to it.
 
 Then the thin client: the launcher `loxi-plan install` writes, run as a runtime
@@ -76,13 +76,13 @@ class Meter:
 @contextlib.contextmanager
 def instrumented(meter: Meter) -> Iterator[None]:
     """Wrap the engine's phases and count netlink use; everything is put back on exit."""
-    import applier.rtnl
+    import applier.netlink.requests
     import intent.config
     import intent.result
     import loxi.engine
     from applier.execute import Executor
     from applier.netlink import IPRoute
-    from applier.rtnl import RtnlSocket
+    from applier.netlink.socket import RtnlSocket
 
     patches: list[tuple[Any, str, Any]] = []
 
@@ -109,7 +109,7 @@ def instrumented(meter: Meter) -> Iterator[None]:
 
     real_init, real_getattr = IPRoute.__init__, IPRoute.__getattr__
     real_rtnl_init, real_request = RtnlSocket.__init__, RtnlSocket.request
-    real_encode = applier.rtnl._encode
+    real_encode = applier.netlink.requests._encode
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         meter.count("netlink sockets opened")
@@ -139,7 +139,7 @@ def instrumented(meter: Meter) -> Iterator[None]:
         meter.count("  of which encoded afresh")  # not found among the encodings remembered
         return real_encode(*args, **kwargs)
 
-    patch(applier.rtnl, "_encode", encode)
+    patch(applier.netlink.requests, "_encode", encode)
     patch(IPRoute, "__init__", init)
     patch(IPRoute, "__getattr__", getattr_)
     patch(RtnlSocket, "__init__", rtnl_init)

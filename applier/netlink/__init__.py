@@ -1,12 +1,27 @@
-"""pyroute2's IPRoute on first use, its NetlinkError, and the netlink dumps the kernel filters.
+"""Netlink for loxi-cni: pyroute2's messages on a plain socket for the per-pod path, pyroute2's IPRoute for the rest.
 
-pyroute2's package `__init__` imports and re-exports its ~60 APIs (IPDB, NDB,
-conntrack, WireGuard, nl80211, ...): about 100 ms of every cold loxi-cni call.
-Importing `applier` registers the package without running that `__init__`
-(`applier/__init__.py`, `intent.lean_import`), so the modules named here and
-in `applier.rtnl` load on their own. IPRoute itself (asyncio and every message
-family: ~100 ms more) loads only when `applier.netlink.IPRoute` is first used,
-which a pod's ADD, CHECK and DEL never do (they go through `applier.rtnl`).
+A pod's ADD, CHECK and DEL are a dozen rtnetlink requests, and pyroute2's
+IPRoute costs ~100 ms of imports and ~0.3 ms of Python for each of them. So
+the package is split by what a request goes through, each module one step:
+
+- `requests`: the requests' encoders (pyroute2's message classes, filled in
+  from IPRoute's arguments) and the cache of their bytes;
+- `socket`: `RtnlSocket`, the transport that sends them and reads the replies;
+- `messages`: the reply classes, whose attributes are built only when read;
+- `monitor`: `delete_link`'s helper thread, which returns at the kernel's
+  RTM_DELLINK broadcast instead of its RCU wait;
+- `fallbacks`: every other IPRoute call the code makes, by name;
+- `dumps`: the kernel-filtered dumps (one link's addresses, one table's routes,
+  one bridge's ports).
+
+This module holds the two pyroute2 names every layer above uses: NetlinkError,
+and IPRoute. pyroute2's package `__init__` imports and re-exports its ~60 APIs
+(IPDB, NDB, conntrack, WireGuard, nl80211, ...): about 100 ms of every cold
+loxi-cni call. Importing `applier` registers the package without running that
+`__init__` (`applier/__init__.py`, `intent.lean_import`), so the modules here
+load only the pyroute2 modules they name. IPRoute itself (asyncio and every
+message family: ~100 ms more) loads only when `applier.netlink.IPRoute` is
+first used, which a pod's ADD, CHECK and DEL never do.
 """
 
 from __future__ import annotations
@@ -18,7 +33,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 if TYPE_CHECKING:
     from pyroute2.iproute.linux import IPRoute
 
-__all__ = ["IPRoute", "NetlinkError", "addresses_of", "ports_of", "routes_of_table"]
+__all__ = ["IPRoute", "NetlinkError"]
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: IPRoute on first use
@@ -27,31 +42,3 @@ def __getattr__(name: str) -> Any:  # PEP 562: IPRoute on first use
 
         return IPRoute
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# pyroute2's get_addr(index=...), get_routes(table=...) and get_links(master=...)
-# dump every object of the namespace and filter in Python: with 200 pods on the
-# node that is 12 ms per address lookup and 160 ms per port listing. The kernel
-# filters a dump itself when the request names the index, table or master and
-# the socket has strict checking (IPRoute(strict_check=True), Linux >= 4.20):
-# 0.6 ms. The Python filter after it keeps older kernels, which ignore the
-# request's fields, correct.
-
-
-def addresses_of(ipr: Any, index: int) -> list[Any]:
-    """Every address (all families) of the link `index`."""
-    return [msg for msg in ipr.addr("dump", index=index, dump_filter={}) if msg["index"] == index]
-
-
-def routes_of_table(ipr: Any, family: int, table: int) -> list[Any]:
-    """The routes of one family in one routing table."""
-    return [
-        msg
-        for msg in ipr.route("dump", family=family, table=table, dump_filter={})
-        if msg["family"] == family and (msg.get("RTA_TABLE") or msg["table"]) == table
-    ]
-
-
-def ports_of(ipr: Any, master: int) -> list[Any]:
-    """The links enslaved to the link `master` (a bridge's ports)."""
-    return [msg for msg in ipr.link("dump", master=master, dump_filter={}) if msg.get("IFLA_MASTER") == master]

@@ -1,4 +1,8 @@
-"""pyroute2 messages that build an attribute's object only when it is read.
+"""The messages a netlink reply is decoded into: pyroute2's, with attributes built only when read.
+
+It exists apart from the socket (applier.netlink.socket) because it is the one
+module that leans on pyroute2's decoding internals; the transport and the
+encoders know nothing of how a reply is turned into objects.
 
 pyroute2 decodes a message by making one Python object per attribute, and
 the same again inside every nested attribute it is asked for. A link read
@@ -15,7 +19,8 @@ object is made, by pyroute2's own classes and in the way pyroute2's
 is made lazy in turn, so only the path actually read is built. Values,
 names and order are pyroute2's (tests/unit/test_lazy_nla.py compares them
 with eager decoding on messages pyroute2 encodes, tests/integration/
-test_rtnl_socket.py on messages read from the kernel).
+test_rtnl_socket.py on messages read from the kernel). `RtnlMarshal` maps
+the replies the socket reads (links, addresses, routes) to these classes.
 
 It relies on pyroute2's decoding internals (`decode_nlas` and the compiled
 attribute map), which is why pyroute2 is pinned to one version.
@@ -26,9 +31,14 @@ from __future__ import annotations
 import struct
 import types
 import weakref
-from typing import Any
+from typing import Any, ClassVar
 
 from pyroute2.netlink import NLA_F_NESTED, NLA_F_NET_BYTEORDER, nla_base, nla_slot
+from pyroute2.netlink.marshal import Marshal
+from pyroute2.netlink.rtnl import RTM_DELADDR, RTM_DELLINK, RTM_DELROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 _NLA_HEADER = struct.Struct("=HH")  # length, type
 _NLA_FLAG_BITS = NLA_F_NESTED | NLA_F_NET_BYTEORDER
@@ -122,3 +132,50 @@ class LazyNlas:
         nla._nla_array = prime["nla_array"]
         nla._nla_flags = nla_type & _NLA_FLAG_BITS
         return nla
+
+
+class IndexedIfinfmsg(LazyNlas, ifinfmsg):
+    """A link message whose `get("IFLA_…")` is one dict lookup, its attributes built when read.
+
+    pyroute2's `get` walks every attribute of the message (a veth's has ~40)
+    on each call, and a pod's ADD and CHECK read about a dozen attributes of
+    each link they observe. The first call indexes the first attribute of
+    each name (the one `get` returns); `LazyNlas` builds only the attributes
+    read. Decoded messages are only read, so the index stays true.
+    """
+
+    __slots__ = ("_attr_slots",)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if not (isinstance(key, str) and key.startswith("IFLA_")):
+            return super().get(key, default)
+        slots = getattr(self, "_attr_slots", None)
+        if slots is None:
+            slots = {}
+            for slot in self["attrs"]:
+                slots.setdefault(slot.name, slot)
+            self._attr_slots = slots
+        slot = slots.get(key)
+        value = None if slot is None else slot.get_value()
+        return default if value is None else value
+
+
+class LazyIfaddrmsg(LazyNlas, ifaddrmsg):
+    __slots__ = ()
+
+
+class LazyRtmsg(LazyNlas, rtmsg):
+    __slots__ = ()
+
+
+class RtnlMarshal(Marshal):
+    """pyroute2's Marshal, decoding the rtnetlink replies loxi-cni reads into the lazy classes above."""
+
+    msg_map: ClassVar[dict[int, type]] = {
+        RTM_NEWLINK: IndexedIfinfmsg,
+        RTM_DELLINK: IndexedIfinfmsg,
+        RTM_NEWADDR: LazyIfaddrmsg,
+        RTM_DELADDR: LazyIfaddrmsg,
+        RTM_NEWROUTE: LazyRtmsg,
+        RTM_DELROUTE: LazyRtmsg,
+    }

@@ -1,38 +1,30 @@
-"""A synchronous rtnetlink socket for the per-pod path: pyroute2's messages, no event loop.
+"""The rtnetlink requests loxi-cni sends per pod, encoded as pyroute2's IPRoute encodes them, and remembered.
 
-pyroute2 0.9's IPRoute runs every request through an asyncio event loop and
-its request-filter pipeline: ~0.3 ms of Python per request, and ~100 ms
-of imports (asyncio, ssl, every message family, tc plugins) for a cold call.
+It exists apart from the socket (applier.netlink.socket) so that what goes on
+the wire can be read, and is pinned, on its own: tests/unit/test_rtnl.py holds
+every encoder here to the bytes IPRoute sends for the same call (read off the
+wire), with nothing sent.
+
 A pod's ADD, CHECK and DEL need a dozen plain requests (read a link, its
 addresses, routes and bridge ports; make a veth pair; set a link; add an
-address or a route). `RtnlSocket` sends those as pyroute2's own message
-classes (ifinfmsg, ifaddrmsg, rtmsg, encoded and decoded by pyroute2) over a
-plain netlink socket, and reads the replies with pyroute2's Marshal. The
-messages are the ones IPRoute sends for the same calls (tests/unit/test_rtnl.py
-pins them).
-
-It answers the IPRoute calls loxi-cni makes (`link`, `addr`, `route`,
-`link_lookup`) with the same arguments and results, and adds `delete_link`,
-which returns once the kernel has unlisted a link rather than freed it. Any
-other call, or one with arguments outside that set (a bridge or VLAN device to
-create, bridge port flags, VLAN filtering), goes to a real IPRoute opened on
-first use: the rare paths keep pyroute2's full API, and the common path never
-imports it.
+address or a route). `encode_link`, `encode_addr` and `encode_route` build
+each as pyroute2's own message class (ifinfmsg, ifaddrmsg, rtmsg), filled in
+from the IPRoute call's arguments; a call outside that set (a bridge or VLAN
+device to create, bridge port flags) is `Unsupported`, and the socket hands it
+to IPRoute unchanged. `encoded_request` remembers an encoding by its arguments
+(the agent sends the same reads for every pod), and packs a veth's, which is
+never the same twice, directly into its fixed layout: a warm ADD pays a dict
+lookup, not pyroute2's ~100 µs, per request.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import functools
 import ipaddress
-import os
-import select
 import socket
 import struct
-import threading
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 from pyroute2.netlink import (
     NLM_F_ACK,
@@ -42,10 +34,7 @@ from pyroute2.netlink import (
     NLM_F_EXCL,
     NLM_F_REPLACE,
     NLM_F_REQUEST,
-    NLMSG_DONE,
-    NLMSG_ERROR,
 )
-from pyroute2.netlink.marshal import Marshal
 from pyroute2.netlink.rtnl import (
     RTM_DELADDR,
     RTM_DELLINK,
@@ -61,19 +50,9 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from applier.lazy_nla import LazyNlas
-from applier.netlink import NetlinkError
-
-SOL_NETLINK = 270
-NETLINK_EXT_ACK = 11  # errors carry the kernel's message ("Nexthop has invalid gateway")
-NETLINK_GET_STRICT_CHK = 12  # the kernel filters dumps by the request's index, master, table
 RTEXT_FILTER_SKIP_STATS = 1 << 3  # a link read without its IPv6 counters: a fifth fewer bytes to decode
-RECV_BUFFER = 1 << 16  # the kernel's dump messages are at most 32 KiB
-RTMGRP_LINK = 0x1  # the multicast group of link notifications (RTNLGRP_LINK)
-MONITOR_BUFFER = 1 << 20  # a busy node's link notifications, queued while a deletion is under way
-_NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port
-_NLMSG_SEQUENCE, _NLMSG_SEQUENCE_OFFSET = struct.Struct("=I"), 8
-_IFINFO_HEAD = struct.Struct("=BxHi")  # family, device type, index (the start of struct ifinfomsg)
+NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port
+RECV_BUFFER = 1 << 16  # the kernel's dump messages and notification batches are at most 32 KiB
 IFF_UP = 0x1
 RTN_UNICAST = 1
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
@@ -84,51 +63,6 @@ _PEER_KEYS = frozenset({"ifname", "net_ns_fd", "address", "mtu"})
 _ADDR_KEYS = frozenset({"index", "address", "prefixlen", "flags"})
 _ROUTE_KEYS = frozenset({"dst", "oif", "proto", "table", "gateway"})
 _ATTR_OF = {"ifname": "IFLA_IFNAME", "address": "IFLA_ADDRESS", "master": "IFLA_MASTER", "mtu": "IFLA_MTU"}
-
-
-class IndexedIfinfmsg(LazyNlas, ifinfmsg):
-    """A link message whose `get("IFLA_…")` is one dict lookup, its attributes built when read.
-
-    pyroute2's `get` walks every attribute of the message (a veth's has ~40)
-    on each call, and a pod's ADD and CHECK read about a dozen attributes of
-    each link they observe. The first call indexes the first attribute of
-    each name (the one `get` returns); `LazyNlas` builds only the attributes
-    read. Decoded messages are only read, so the index stays true.
-    """
-
-    __slots__ = ("_attr_slots",)
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        if not (isinstance(key, str) and key.startswith("IFLA_")):
-            return super().get(key, default)
-        slots = getattr(self, "_attr_slots", None)
-        if slots is None:
-            slots = {}
-            for slot in self["attrs"]:
-                slots.setdefault(slot.name, slot)
-            self._attr_slots = slots
-        slot = slots.get(key)
-        value = None if slot is None else slot.get_value()
-        return default if value is None else value
-
-
-class LazyIfaddrmsg(LazyNlas, ifaddrmsg):
-    __slots__ = ()
-
-
-class LazyRtmsg(LazyNlas, rtmsg):
-    __slots__ = ()
-
-
-class _RtnlMarshal(Marshal):
-    msg_map: ClassVar[dict[int, type]] = {
-        RTM_NEWLINK: IndexedIfinfmsg,
-        RTM_DELLINK: IndexedIfinfmsg,
-        RTM_NEWADDR: LazyIfaddrmsg,
-        RTM_DELADDR: LazyIfaddrmsg,
-        RTM_NEWROUTE: LazyRtmsg,
-        RTM_DELROUTE: LazyRtmsg,
-    }
 
 
 class Unsupported(Exception):
@@ -330,7 +264,7 @@ def encode_veth_add(kwarg: dict[str, Any]) -> bytes:
         body = _IFINFO.pack(0, 0, 0, flags, change) + _link_attr_bytes(kwarg) + _rta(_IFLA_LINKINFO, info)
     except _NotPlain:
         return _encode(encode_link, "add", kwarg)
-    return _NLMSG_HEADER.pack(_NLMSG_HEADER.size + len(body), RTM_NEWLINK, _VETH_ADD_FLAGS, 0, 0) + body
+    return NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), RTM_NEWLINK, _VETH_ADD_FLAGS, 0, 0) + body
 
 
 def encoded_request(encode: Encoder, command: str, kwarg: dict[str, Any]) -> bytes:
@@ -348,201 +282,3 @@ def encoded_request(encode: Encoder, command: str, kwarg: dict[str, Any]) -> byt
         return _encode_remembered(encode, command, tuple(sorted(kwarg.items())))
     except TypeError:  # unhashable
         return _encode(encode, command, kwarg)
-
-
-class RtnlSocket:
-    """An IPRoute stand-in for the calls loxi-cni makes per pod; see the module docstring.
-
-    `open_iproute` makes the real IPRoute, in this socket's namespace, for
-    the calls this class leaves to it.
-    """
-
-    def __init__(
-        self, open_iproute: Callable[[], Any], inside: Callable[[], contextlib.AbstractContextManager] | None = None
-    ) -> None:
-        self._sock = _netlink_socket()
-        try:
-            for option in (NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK):
-                self._sock.setsockopt(SOL_NETLINK, option, 1)
-        except OSError:
-            self._sock.close()
-            raise
-        self._marshal = _RtnlMarshal()
-        self._sequence = 0
-        self._open_iproute = open_iproute
-        # puts the calling thread in this socket's namespace, to open more sockets there
-        self._inside = inside or contextlib.nullcontext
-        self._iproute: Any = None
-
-    # -- the IPRoute calls ------------------------------------------------------
-
-    def link(self, command: str, **kwarg: Any) -> list[Any]:
-        return self._call(encode_link, "link", command, kwarg)
-
-    def addr(self, command: str, **kwarg: Any) -> list[Any]:
-        return self._call(encode_addr, "addr", command, kwarg)
-
-    def route(self, command: str, **kwarg: Any) -> list[Any]:
-        return self._call(encode_route, "route", command, kwarg)
-
-    def _call(self, encode: Encoder, method: str, command: str, kwarg: dict) -> list[Any]:
-        """Send the call as encoded here, or hand it to IPRoute unchanged when it is outside the encoded set.
-
-        `dump_filter` is IPRoute's option for filtering a dump in Python; the kernel filters ours.
-        """
-        try:
-            data = encoded_request(encode, command, {k: v for k, v in kwarg.items() if k != "dump_filter"})
-        except Unsupported:
-            return getattr(self.iproute(), method)(command, **kwarg)
-        return self.request(data)
-
-    def delete_link(self, index: int) -> None:
-        """`link("del", index=index)`, returning once the kernel has unlisted the link rather than freed it.
-
-        The kernel takes a deleted link out of its namespace at once (its name,
-        addresses and bridge port, and a veth's peer, gone; RTM_DELLINK
-        broadcast, ~1 ms), then waits for RCU callbacks (`rcu_barrier` in
-        netdev_run_todo) before it answers the request: 15-30 ms here, most of
-        a pod's DEL, for memory nobody can reach any more. So the request goes
-        out from a helper thread on a socket of its own, and this returns at
-        the broadcast; the helper reads the answer and closes its socket. In
-        loxi-agent the runtime has its reply that much sooner; a process that
-        exits waits for the kernel as before (its helper thread is inside the
-        syscall). An error the kernel answers before unlisting anything
-        (ENODEV, EPERM) is raised here as `link("del")` raises it.
-        """
-        with self._inside():
-            monitor = _netlink_socket(RTMGRP_LINK)
-            try:
-                deleter = RtnlSocket(self._open_iproute)
-            except OSError:
-                monitor.close()
-                raise
-        finished, helper_end = os.pipe2(os.O_CLOEXEC)  # the helper closes its end when the kernel has answered
-        failures: list[BaseException] = []
-
-        def delete() -> None:
-            try:
-                deleter.link("del", index=index)
-            except BaseException as exc:  # handed to the waiting thread
-                failures.append(exc)
-            finally:
-                deleter.close()
-                os.close(helper_end)
-
-        try:
-            monitor.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, MONITOR_BUFFER)
-            threading.Thread(target=delete, name=f"loxi-delete-link-{index}", daemon=True).start()
-        except BaseException:
-            monitor.close()
-            deleter.close()
-            os.close(finished)
-            os.close(helper_end)
-            raise
-        try:
-            if _wait_unlisted(monitor, finished, index):
-                return
-        finally:
-            monitor.close()
-            os.close(finished)
-        if failures:  # the helper has finished: the kernel refused, or the request failed
-            raise failures[0]
-
-    def link_lookup(self, ifname: str) -> list[int]:
-        try:
-            return [msg["index"] for msg in self.link("get", ifname=ifname)]
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return []
-            raise
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.iproute(), name)
-
-    def iproute(self) -> Any:
-        """The full pyroute2 IPRoute in this namespace, opened on first use."""
-        if self._iproute is None:
-            self._iproute = self._open_iproute()
-        return self._iproute
-
-    # -- transport --------------------------------------------------------------
-
-    def request(self, encoded: bytes) -> list[Any]:
-        """Send one encoded request (`encoded_request`); return its replies, or raise the kernel's error
-        as NetlinkError."""
-        self._sequence += 1
-        sequence = self._sequence
-        message = bytearray(encoded)
-        _NLMSG_SEQUENCE.pack_into(message, _NLMSG_SEQUENCE_OFFSET, sequence)
-        self._sock.send(message)
-        replies: list[Any] = []
-        while True:
-            data, _, recv_flags, _ = self._sock.recvmsg(RECV_BUFFER)
-            if recv_flags & socket.MSG_TRUNC:
-                raise NetlinkError(errno.EMSGSIZE, "netlink reply larger than the receive buffer")
-            for reply in self._marshal.parse(data, sequence):
-                header = reply["header"]
-                if header["sequence_number"] != sequence:
-                    continue  # a reply to an earlier request that was given up on
-                if header.get("error") is not None:
-                    raise header["error"]
-                if header["type"] in (NLMSG_DONE, NLMSG_ERROR):
-                    return replies  # end of a dump, or the ACK of a request
-                replies.append(reply)
-
-    def close(self) -> None:
-        self._sock.close()
-        if self._iproute is not None:
-            self._iproute.close()
-            self._iproute = None
-
-
-def _netlink_socket(groups: int = 0) -> socket.socket:
-    """A NETLINK_ROUTE socket bound in the calling thread's namespace, joined to `groups`."""
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
-    try:
-        sock.bind((0, groups))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _wait_unlisted(monitor: socket.socket, finished: int, index: int) -> bool:
-    """Wait until `monitor` hears RTM_DELLINK for link `index` (True) or the deleting helper has
-    finished (False: the caller looks at how). A notification queue that overflowed (ENOBUFS) may
-    have dropped ours: then only the helper's end counts."""
-    poller = select.poll()  # not select(): a busy agent's descriptors may number over FD_SETSIZE
-    poller.register(monitor, select.POLLIN)
-    poller.register(finished, select.POLLIN)
-    while True:
-        ready = {fd for fd, _ in poller.poll()}
-        if finished in ready:
-            return False
-        try:
-            data = monitor.recv(RECV_BUFFER)
-        except OSError as exc:
-            if exc.errno != errno.ENOBUFS:
-                raise
-            poller.unregister(monitor)
-            continue
-        if _unlisted(data, index):
-            return True
-
-
-def _unlisted(data: bytes, index: int) -> bool:
-    """Does this batch of link notifications say that link `index` left the namespace?
-    (Family AF_UNSPEC: the bridge also sends an AF_BRIDGE RTM_DELLINK when a port leaves it.)"""
-    offset = 0
-    while offset + _NLMSG_HEADER.size + _IFINFO_HEAD.size <= len(data):
-        length, msg_type = _NLMSG_HEADER.unpack_from(data, offset)[:2]
-        if length < _NLMSG_HEADER.size:
-            return False
-        if msg_type == RTM_DELLINK:
-            family, _, link = _IFINFO_HEAD.unpack_from(data, offset + _NLMSG_HEADER.size)
-            if family == socket.AF_UNSPEC and link == index:
-                return True
-        offset += (length + 3) & ~3
-    return False

@@ -199,7 +199,8 @@ class PodEnd:
 
 def pod_end(path: str, index: int) -> PodEnd:
     """The peer of a host veth, read inside its namespace."""
-    from applier.netlink import NetlinkError, addresses_of
+    from applier.netlink import NetlinkError
+    from applier.netlink.dumps import addresses_of
 
     spaces = _in_namespace(path)
     if spaces is None:

@@ -343,7 +343,7 @@ def _read_stores(
 
 
 def _pod_ends(spaces: Any, veths: Sequence[VethTrace], links: Sequence[LinkInfo]) -> dict[str, PodEnd]:
-    from applier.netlink import addresses_of
+    from applier.netlink.dumps import addresses_of
     from loxi.node.facts import pod_end
 
     by_index = {link.index: link for link in links}

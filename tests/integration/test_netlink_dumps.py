@@ -1,9 +1,9 @@
-"""applier.netlink's dumps return exactly the asked link's addresses, table's routes and
+"""applier.netlink.dumps return exactly the asked link's addresses, table's routes and
 bridge's ports, from a namespace that holds others of each (real kernel, own namespace)."""
 
 from __future__ import annotations
 
-from applier.netlink import addresses_of, ports_of, routes_of_table
+from applier.netlink.dumps import addresses_of, ports_of, routes_of_table
 from applier.netns import Namespaces
 from compiler.model import POD_NS
 

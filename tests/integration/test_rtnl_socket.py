@@ -1,4 +1,4 @@
-"""applier.rtnl.RtnlSocket against a real kernel: the same answers and errors as pyroute2's
+"""applier.netlink.socket.RtnlSocket against a real kernel: the same answers and errors as pyroute2's
 IPRoute, and a pod's ADD, CHECK and DEL that never load IPRoute (own namespaces)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from applier.netlink import IPRoute, NetlinkError
+from applier.netlink.messages import IndexedIfinfmsg, LazyIfaddrmsg, LazyRtmsg
 from applier.netns import Namespaces
-from applier.rtnl import IndexedIfinfmsg, LazyIfaddrmsg, LazyRtmsg
 from compiler.model import POD_NS
 from tests.conftest import make_conf
 
@@ -83,7 +83,7 @@ def test_rtnl_reads_and_errors_match_iproute(netns):
 
 
 def test_lazy_decoding_of_kernel_messages_matches_pyroute2(netns):
-    """Every link, address and route RtnlSocket reads (decoded lazily, applier.lazy_nla) decodes to
+    """Every link, address and route RtnlSocket reads (decoded lazily, applier.netlink.messages) decodes to
     what pyroute2 decodes eagerly from the same bytes: a bridge, a hairpin port, its peer, lo."""
     ns = netns("rtnllazy")
     ns.ip_run("link", "add", "br0", "type", "bridge")
@@ -183,7 +183,7 @@ def test_a_pods_add_check_and_del_never_load_iproute(node, tmp_path: Path):
     assert delete.rc == 0, delete
     loaded["DEL"] = set(json.loads(out.read_text()))
     for command, modules in loaded.items():
-        assert "applier.rtnl" in modules, command
+        assert "applier.netlink.socket" in modules, command
         assert "pyroute2.iproute.linux" not in modules, command
         assert "asyncio" not in modules, command
     assert "eth0" not in pod.links()

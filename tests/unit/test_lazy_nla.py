@@ -1,4 +1,4 @@
-"""applier.lazy_nla decodes as pyroute2 decodes, and builds only what is read.
+"""applier.netlink.messages decodes as pyroute2 decodes, and builds only what is read.
 
 Messages are encoded by pyroute2 and decoded both ways; nothing is sent.
 tests/integration/test_rtnl_socket.py compares the two on messages read
@@ -15,8 +15,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from applier.lazy_nla import LazySlot
-from applier.rtnl import IndexedIfinfmsg, LazyIfaddrmsg, LazyRtmsg
+from applier.netlink.messages import IndexedIfinfmsg, LazyIfaddrmsg, LazyRtmsg, LazySlot
 
 RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 20, 24
 

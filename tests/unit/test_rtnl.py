@@ -1,4 +1,4 @@
-"""applier.rtnl's messages are the ones pyroute2's IPRoute sends for the same calls.
+"""applier.netlink.requests' messages are the ones pyroute2's IPRoute sends for the same calls.
 
 The expected headers, fields and attributes were read off the wire (strace of
 IPRoute 0.9.7 making each call); IFLA_EXT_MASK on link reads is ours (skip the
@@ -13,12 +13,12 @@ import struct
 import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-import applier.rtnl as rtnl_module
-from applier.rtnl import (
+import applier.netlink.requests as rtnl_module
+from applier.netlink.messages import IndexedIfinfmsg
+from applier.netlink.monitor import _unlisted
+from applier.netlink.requests import (
     RTEXT_FILTER_SKIP_STATS,
-    IndexedIfinfmsg,
     Unsupported,
-    _unlisted,
     encode_addr,
     encode_link,
     encode_route,
