@@ -33,7 +33,11 @@ NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace it is
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _setns(fd: int) -> None:
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace open at `fd` (setns(2)); OSError if refused.
+
+    The one setns of the code base: `Namespaces.inside`, loxi-agent's request
+    threads and `loxi-plan --node-netns` all go through it."""
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -109,11 +113,11 @@ class Namespaces:
         if ns == NODE_NS:
             yield
             return
-        _setns(self._fds[ns])
+        setns(self._fds[ns])
         try:
             yield
         finally:
-            _setns(self._fds[NODE_NS])
+            setns(self._fds[NODE_NS])
 
     def ipr(self, ns: str) -> RtnlSocket:
         """A netlink socket bound to `ns`, opened on first use (IPRoute's API, see applier.netlink.socket)."""

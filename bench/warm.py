@@ -171,11 +171,11 @@ def environ(command: str, cid: str, pod: str) -> dict[str, str]:
 
 
 def in_netns(name: str) -> None:
-    from applier.netns import _setns
+    from applier.netns import setns
 
     fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _setns(fd)
+        setns(fd)
     finally:
         os.close(fd)
 
@@ -223,9 +223,9 @@ def engine_rounds(
                     if command == "ADD":
                         result = json.loads(out)
     finally:
-        from applier.netns import _setns
+        from applier.netns import setns
 
-        _setns(own)
+        setns(own)
         os.close(own)
         remove_loxi_locks(bridge, [f"{prefix}{i}" for i in range(len(pods))])
     return meter, profiles

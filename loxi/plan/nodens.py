@@ -9,10 +9,9 @@ exec'd (no `ip netns exec`, no `nsenter`).
 
 from __future__ import annotations
 
-import ctypes
 import os
 
-from applier.netns import CLONE_NEWNET, open_netns
+from applier.netns import open_netns, setns
 from intent.errors import INVALID_NETNS, CniError
 
 
@@ -25,9 +24,8 @@ def enter_node_netns(path: str) -> None:
     except CniError:
         raise CniError(INVALID_NETNS, f"--node-netns {path}: not an absolute path to a network namespace") from None
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise CniError(INVALID_NETNS, f"--node-netns {path}: setns failed: {os.strerror(err)}")
+        setns(fd)
+    except OSError as exc:
+        raise CniError(INVALID_NETNS, f"--node-netns {path}: setns failed: {exc.strerror}") from None
     finally:
         os.close(fd)
