@@ -1,8 +1,10 @@
-"""Running another IPAM plugin the way libcni's invoke package does.
+"""Delegated IPAM: another IPAM plugin, run the way libcni's invoke package does.
 
-Only the lookup, the environment and the error mapping matter to callers: a
-delegate's own CNI error must reach the runtime unchanged, anything else
-becomes code 103 with the delegate's output as details. `subprocess` is
+`DelegatedIpam` is what `applier.ipam.open_ipam` makes for any type but
+host-local. Only the lookup, the environment and the error mapping matter to
+callers: a delegate's own CNI error must reach the runtime unchanged, anything
+else becomes code 103 with the delegate's output as details; its result, in
+whatever CNI version it speaks, is brought to `IpamResult`. `subprocess` is
 imported lazily so the host-local path never pays for it.
 """
 
@@ -13,10 +15,13 @@ import json
 import os
 import stat
 import time
+from collections.abc import Mapping, Set
 from typing import Any
 
+from applier.ipam.result import GcOutcome, IpamResult, Lease
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, INVALID_NETWORK_CONFIG, CniError
+from intent.ipam_config import IpamRoute, RangeSet, parse_cidr, parse_dns, parse_ip, parse_route
 
 TIMEOUT_SECONDS = 60.0
 # libcni retries an exec that hits "text file busy" (a binary being replaced) 5 times, 1 s apart.
@@ -114,3 +119,92 @@ def run_ipam_plugin(plugin_type: str, command: str, stdin: bytes, request: CniRe
     if not isinstance(doc, dict):
         raise CniError(DELEGATE_FAILED, f"{plugin_type} {command} returned invalid JSON", "not an object")
     return doc
+
+
+class DelegatedIpam:
+    """Another IPAM plugin for one request (`applier.ipam.Ipam`): each command is its exec."""
+
+    store_dir = ""  # its store, if any, is its own
+    range_sets: tuple[RangeSet, ...] = ()
+    routes: tuple[IpamRoute, ...] = ()
+
+    def __init__(self, kind: str, stdin: bytes, request: CniRequest) -> None:
+        check_plugin_name(kind)
+        self.kind = kind
+        self.stdin = stdin
+        self.request = request
+
+    def _run(self, command: str) -> dict[str, Any] | None:
+        return run_ipam_plugin(self.kind, command, self.stdin, self.request)
+
+    def add(self) -> IpamResult:
+        doc = self._run("ADD")
+        if doc is None:
+            raise CniError(DELEGATE_FAILED, f"{self.kind} ADD failed", "the plugin printed no result")
+        return result_from_document(doc, self.kind)
+
+    def rollback(self, added: IpamResult, was_running: bool) -> None:
+        """A delegate cannot say which leases are new: it is asked to DEL only when the attachment
+        did not run before this ADD."""
+        if not was_running:
+            self._run("DEL")
+
+    def delete(self) -> None:
+        self._run("DEL")
+
+    def check(self) -> IpamResult:
+        doc = self._run("CHECK")
+        return IpamResult(()) if doc is None else result_from_document(doc, self.kind)
+
+    def preview(self) -> IpamResult | None:
+        return None  # only running the plugin could tell, and that allocates
+
+    def held(self) -> tuple[Lease, ...] | None:
+        return None
+
+    def gc(self, keep: Set[tuple[str, str]]) -> GcOutcome:
+        """The plugin reads the keep-list from the conf on its stdin."""
+        self._run("GC")
+        return GcOutcome()
+
+    def status(self) -> None:
+        self._run("STATUS")
+
+
+def result_from_document(doc: Mapping[str, Any], plugin_type: str) -> IpamResult:
+    """A delegate's result in any CNI version (0.1/0.2 `ip4`/`ip6`, 0.3.0 `ip`, 0.3.1+ `ips`)."""
+    try:
+        leases: list[Lease] = []
+        routes: list[IpamRoute] = []
+        listed = doc.get("ips") if doc.get("ips") is not None else doc.get("ip")
+        if isinstance(listed, list):
+            for i, entry in enumerate(listed):
+                leases.append(_lease(entry, f"ips[{i}]", "address", len(leases)))
+        else:
+            for key in ("ip4", "ip6"):
+                entry = doc.get(key)
+                if entry is None:
+                    continue
+                leases.append(_lease(entry, key, "ip", len(leases)))
+                routes += _routes(entry.get("routes"), f"{key}.routes")
+        routes += _routes(doc.get("routes"), "routes")
+        dns = parse_dns(doc.get("dns"), "dns")
+    except CniError as err:
+        raise CniError(DELEGATE_FAILED, f"{plugin_type} returned an invalid result", err.msg) from None
+    return IpamResult(tuple(leases), tuple(routes), dns)
+
+
+def _lease(entry: object, path: str, key: str, index: int) -> Lease:
+    if not isinstance(entry, Mapping):
+        raise CniError(INVALID_NETWORK_CONFIG, f"{path}: expected an object")
+    address = parse_cidr(entry.get(key), f"{path}.{key}")
+    gateway = None if entry.get("gateway") in (None, "") else parse_ip(entry["gateway"], f"{path}.gateway")
+    return Lease(address, gateway, index)
+
+
+def _routes(value: object, path: str) -> list[IpamRoute]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CniError(INVALID_NETWORK_CONFIG, f"{path}: expected an array")
+    return [parse_route(item, f"{path}[{i}]") for i, item in enumerate(value)]

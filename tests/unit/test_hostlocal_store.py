@@ -23,7 +23,9 @@ from applier.ipam import (
     parse_resolv_conf,
     result_from_document,
 )
-from applier.ipam.hostlocal import TMP_PREFIX, Allocation, HostLocalStore, Lease
+from applier.ipam.allocator import Allocation, HostLocalStore
+from applier.ipam.result import Lease
+from applier.ipam.store import TMP_PREFIX
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, GENERIC_GO_ERROR, INVALID_ENVIRONMENT, IO_FAILURE, CniError
 from intent.ipam_config import load_host_local
@@ -589,7 +591,7 @@ def test_invalid_delegated_results(doc: dict[str, Any]) -> None:
 def test_a_long_lived_process_reads_a_settled_lease_file_once(tmp_path, monkeypatch):
     """remember_lease_contents (loxi-agent): a settled file is read once and then only stat()ed; a file
     changed or made again (a new inode, or the same one reused) is read again; a young one every time."""
-    import applier.ipam.hostlocal as hostlocal
+    import applier.ipam.store as hostlocal
 
     (tmp_path / "10.1.0.2").write_text("c1\r\neth0")
     (tmp_path / "10.1.0.3").write_text("c2\r\neth0")
