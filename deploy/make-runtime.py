@@ -107,7 +107,7 @@ def main() -> int:
     install_packages(dest, src)
     shutil.copy2(shim, dest / "bin" / "loxi-cni-shim")
     runtime_python(
-        dest, "import loxi.engine, loxi.install.cli, loxi.agent.daemon, pyroute2, jsonschema, networkx, jinja2"
+        dest, "import loxi.engine.commands, loxi.install.cli, loxi.agent.daemon, pyroute2, jsonschema, networkx, jinja2"
     )
     (dest / "RUNTIME_ID").write_text(runtime_id(dest) + "\n")
     print(f"make-runtime: {dest} = runtime-{(dest / 'RUNTIME_ID').read_text().strip()}")

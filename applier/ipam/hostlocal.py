@@ -92,6 +92,7 @@ class HostLocalIpam:
         store = HostLocalStore(self.config)
         removed: list[str] = []
         errors: list[str] = []
+        released: list[tuple[str, str]] = []
         for allocation in store.allocations():
             owner = (allocation.container_id, allocation.ifname)
             if owner in keep or (not allocation.ifname and any(cid == allocation.container_id for cid, _ in keep)):
@@ -99,9 +100,10 @@ class HostLocalIpam:
             try:
                 store.release(allocation.container_id, allocation.ifname)
                 removed.append(f"address {allocation.ip}")
+                released.append(owner)
             except CniError as exc:
                 errors.append(f"release {allocation.ip}: {exc}")
-        return GcOutcome(tuple(removed), tuple(errors))
+        return GcOutcome(tuple(removed), tuple(errors), tuple(released))
 
     def status(self) -> None:
         store = HostLocalStore(self.config)

@@ -17,7 +17,7 @@ recreated, gets that long to show up. Then, holding the attachment's lock
 (taken without waiting: if an ADD or DEL holds it, the attachment is busy and
 is left for the next pass), the leak is confirmed once more (no live veth, no
 namespace carrying the address) and DEL's own teardown runs
-(`loxi.engine.teardown`, with CNI_NETNS empty): the veth if any, the
+(`loxi.engine.delete.teardown`, with CNI_NETNS empty): the veth if any, the
 attachment's netfilter rules (tagged per attachment, so found without its
 addresses), then the addresses, released as host-local releases them. Each
 find and each release is logged and counted.
@@ -169,9 +169,9 @@ class Reconciler:
                 live = _still_live(candidate)
                 if live:
                     return self._skip(candidate, f"live after all: {live}")
-                from loxi import engine
+                from loxi.engine.delete import teardown
 
-                engine.teardown(conf, request)
+                teardown(conf, request)
         except (CniError, OSError) as exc:
             if self.metrics is not None:
                 self.metrics.reconcile_errors.labels(candidate.network).inc()

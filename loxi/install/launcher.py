@@ -160,7 +160,8 @@ def verify_launcher(path: str) -> None:
         text = handle.read()
     interpreter = text.splitlines()[0][2:].split()[0]
     body = text.split("\nfrom loxi.", 1)[0] + "\n"
-    probe = body + "import loxi.plugin.entry, loxi.plugin.cni, loxi.engine, loxi.plugin.client, loxi.agent.daemon\n"
+    probe = body + "import loxi.plugin.entry, loxi.plugin.cni, loxi.engine.commands, loxi.plugin.client,"
+    probe += " loxi.agent.daemon\n"
     proc = subprocess.run(
         [interpreter, "-I", "-S", "-c", probe], env={}, capture_output=True, timeout=120, cwd="/", check=False
     )

@@ -12,14 +12,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from applier.observe import observe
-from compiler.diff import diff
-from compiler.graph import DesiredState, compile_desired, host_veth_name
+from compiler.graph import DesiredState, host_veth_name
 from compiler.model import ObjectKey, Snapshot
 from compiler.plan import MODIFY, Plan, Step
 from intent.config import NetConf
 from intent.env import CniRequest
-from loxi.engine import attachment_of
+from loxi.engine.pipeline import Wanted, attachment_of, pipeline
 from loxi.plan import addresses as addr
 from loxi.plan.addresses import Addresses
 from loxi.plan.dryrun import FORMAT_VERSION, pod_namespaces
@@ -194,10 +192,9 @@ def check_attachment(conf: NetConf, request: CniRequest, node_netns: str = "") -
     """The attachment as the IPAM store records it, compared with the kernel."""
     attachment = attachment_of(conf, request)
     found = addr.for_check(conf, request)
-    desired = compile_desired(conf, attachment, found.compiler_leases(), found.routes)
     with pod_namespaces(request.netns) as namespaces:
-        snapshot = observe(namespaces, desired)
-    rows = compare(desired, snapshot, diff(desired, snapshot))
+        planned = pipeline(namespaces, Wanted(conf, attachment, found.compiler_leases(), found.routes))
+    rows = compare(planned.desired, planned.snapshot, planned.plan)
     return CheckReport(
         network=conf.name,
         container_id=request.container_id,

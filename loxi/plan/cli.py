@@ -280,7 +280,7 @@ def _render(args: argparse.Namespace, out: TextIO) -> int:
 
 def _graph(args: argparse.Namespace, out: TextIO) -> int:
     from compiler.graph import compile_desired
-    from loxi.engine import attachment_of
+    from loxi.engine.pipeline import attachment_of
     from loxi.plan.addresses import placeholder
     from loxi.plan.conf import load_conf, netconf_of
     from loxi.plan.graphout import to_dot, to_json

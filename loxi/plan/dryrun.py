@@ -1,27 +1,22 @@
 """`dry-run`: the plan ADD or DEL would execute now, computed by the plugin's own engine, executing nothing.
 
-Same compile → observe → diff as `loxi.engine`; the only differences are that
-the addresses come from a side-effect-free source (`loxi.plan.addresses`), no
-lock is taken and nothing is applied. The report is plain data: the text and
-JSON renderings are views of it.
+The engine's own pipeline (`loxi.engine.pipeline`), as ADD and DEL run it; the
+only differences are that the addresses come from a side-effect-free source
+(`loxi.plan.addresses`), no lock is taken and nothing is applied. The report
+is plain data: the text and JSON renderings are views of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from applier.netns import Namespaces, same_namespace
-from applier.observe import observe
-from compiler.diff import diff
-from compiler.graph import compile_desired, compile_teardown, host_veth_name
+from applier.netns import Namespaces
+from compiler.graph import host_veth_name
 from compiler.plan import CREATE, DELETE, MODIFY, Plan
 from intent.config import NetConf
 from intent.env import CniRequest
-from intent.errors import INVALID_NETNS, CniError
-from loxi.engine import attachment_of
+from loxi.engine.pipeline import PodRefusals, Wanted, attachment_of, open_pod, pipeline
 from loxi.plan import addresses as addr
 from loxi.plan.addresses import Addresses, LeaseView
 
@@ -89,19 +84,17 @@ class PlanReport:
         }
 
 
-@contextmanager
-def pod_namespaces(path: str) -> Iterator[Namespaces]:
+# loxi-plan's wording: the path is an option it was given.
+PLAN_REFUSALS = PodRefusals(
+    node="--netns {path} is the node's own namespace",
+    missing="--netns {path}: no such namespace",
+    invalid="--netns {path}: not an absolute path to a network namespace",
+)
+
+
+def pod_namespaces(path: str) -> Namespaces:
     """The node (this thread's namespace) and the pod at `path`, refused like ADD refuses them."""
-    if same_namespace(path):
-        raise CniError(INVALID_NETNS, f"--netns {path} is the node's own namespace")
-    try:
-        namespaces = Namespaces.for_pod(path)
-    except FileNotFoundError:
-        raise CniError(INVALID_NETNS, f"--netns {path}: no such namespace") from None
-    except CniError:
-        raise CniError(INVALID_NETNS, f"--netns {path}: not an absolute path to a network namespace") from None
-    with namespaces:
-        yield namespaces
+    return open_pod(path, PLAN_REFUSALS)
 
 
 def _report(
@@ -124,15 +117,13 @@ def _report(
 def plan_add(conf: NetConf, request: CniRequest, node_netns: str = "") -> PlanReport:
     """ADD's plan against the live kernel, with the addresses host-local would hand out."""
     found = addr.for_add(conf, request)
-    desired = compile_desired(conf, attachment_of(conf, request), found.compiler_leases(), found.routes)
     with pod_namespaces(request.netns) as namespaces:
-        plan = diff(desired, observe(namespaces, desired))
-    return _report(ADD, conf, request, node_netns, found, plan)
+        planned = pipeline(namespaces, Wanted.setup(conf, request, found.compiler_leases(), found.routes))
+    return _report(ADD, conf, request, node_netns, found, planned.plan)
 
 
 def plan_del(conf: NetConf, request: CniRequest, node_netns: str = "") -> PlanReport:
     """DEL's plan: it works from the node side only, so the pod namespace is not opened."""
-    desired = compile_teardown(conf, attachment_of(conf, request))
     with Namespaces() as namespaces:
-        plan = diff(desired, observe(namespaces, desired))
-    return _report(DEL, conf, request, node_netns, addr.for_del(conf, request), plan)
+        planned = pipeline(namespaces, Wanted.removal(conf, attachment_of(conf, request)))
+    return _report(DEL, conf, request, node_netns, addr.for_del(conf, request), planned.plan)

@@ -75,27 +75,34 @@ def _dispatch(request, data: bytes, stdout: TextIO) -> int:
     require_command_allowed(request.command, version)
     conf = load_netconf(data, request, doc)
 
-    from loxi import engine
-
+    # Only the command's own module: a cold DEL never imports what ADD needs.
     if request.command == "ADD":
         from intent.result import format_result, require_convertible
+        from loxi.engine.add import cmd_add
 
         require_convertible(conf.cni_version, conf.has_ipam)
-        outcome = engine.cmd_add(conf, request)
+        outcome = cmd_add(conf, request)
         note_plan(outcome.plan)
         stdout.write(format_result(outcome.result, conf.cni_version))
     elif request.command == "DEL":
         if not request.unattachable:  # an id or ifname that is not UTF-8: nothing was ever made under it
-            note_plan(engine.cmd_del(conf, request))
+            from loxi.engine.delete import cmd_del
+
+            note_plan(cmd_del(conf, request))
     elif request.command == "CHECK":
         from intent.result import check_prev_result
+        from loxi.engine.check import cmd_check
 
         check_prev_result(doc.get("prevResult"))  # code 7 for one CHECK cannot rely on (loxi-plan check needs none)
-        note_plan(engine.cmd_check(conf, request))
+        note_plan(cmd_check(conf, request))
     elif request.command == "STATUS":
-        engine.cmd_status(conf, request)
+        from loxi.engine.status import cmd_status
+
+        cmd_status(conf, request)
     elif request.command == "GC":
-        engine.cmd_gc(conf, request)
+        from loxi.engine.gc import cmd_gc
+
+        cmd_gc(conf, request)
     return 0
 
 
