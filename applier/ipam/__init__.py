@@ -45,7 +45,7 @@ from applier.ipam.hostlocal import HOST_LOCAL, HostLocalIpam, parse_resolv_conf
 from applier.ipam.result import GcOutcome, IpamResult, Lease
 from intent.env import CniRequest
 from intent.errors import INVALID_NETWORK_CONFIG, CniError
-from intent.ipam_config import IpamRoute, RangeSet
+from intent.ipam_values import IpamRoute, RangeSet
 
 __all__ = [
     "HOST_LOCAL",

@@ -31,7 +31,8 @@ from applier.ipam.store import (
 )
 from intent.env import validate_container_id, validate_ifname
 from intent.errors import GENERIC_GO_ERROR, CniError
-from intent.ipam_config import HostLocalConfig, IPAddress, RangeSet
+from intent.ipam_config import HostLocalConfig, RangeSet
+from intent.iptypes import IPAddress
 
 
 @dataclass(frozen=True)

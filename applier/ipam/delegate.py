@@ -21,7 +21,7 @@ from typing import Any
 from applier.ipam.result import GcOutcome, IpamResult, Lease
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, INVALID_NETWORK_CONFIG, CniError
-from intent.ipam_config import IpamRoute, RangeSet, parse_cidr, parse_dns, parse_ip, parse_route
+from intent.ipam_values import IpamRoute, RangeSet, parse_cidr, parse_dns, parse_ip, parse_route
 
 TIMEOUT_SECONDS = 60.0
 # libcni retries an exec that hits "text file busy" (a binary being replaced) 5 times, 1 s apart.

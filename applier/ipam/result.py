@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any
 
-from intent.ipam_config import IPAddress, IpamRoute
+from intent.ipam_values import IpamRoute
+from intent.iptypes import IPAddress
 
 
 @dataclass(frozen=True)

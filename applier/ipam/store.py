@@ -1,9 +1,8 @@
 """The host-local store on disk: one network's lease directory, in the reference plugin's format.
 
-The store stays byte-compatible with upstream host-local (`<ip>` files holding
-`cid\\r\\nifname`, `last_reserved_ip.N`, an flock'd `lock`), so a node can switch
-between this and the reference binary, in either direction, without losing
-leases. Where we differ it is on purpose:
+The store stays byte-compatible with upstream host-local (`<ip>` files holding `cid\\r\\nifname`,
+`last_reserved_ip.N`, an flock'd `lock`), so a node can switch between this and the reference
+binary, in either direction, without losing leases. Where we differ it is on purpose:
 
 * a reservation is written to a temp file, fsync'd and then hard-linked into
   place, so a crash never leaves an empty or half-written lease file, and the
@@ -11,6 +10,7 @@ leases. Where we differ it is on purpose:
 * everything is opened relative to the store directory with O_NOFOLLOW, so a
   planted symlink cannot redirect a read, write or unlink outside it;
 * new directories are 0700 rather than 0755.
+
 Which address to take is `applier.ipam.allocator`'s. Stdlib only: this runs on every ADD and DEL.
 """
 
@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from intent.errors import IO_FAILURE, CniError
-from intent.ipam_config import HostLocalConfig, IPAddress, RangeSet
+from intent.ipam_config import HostLocalConfig, RangeSet
+from intent.iptypes import IPAddress
 from intent.safe_io import open_regular
 
 LINE_BREAK = "\r\n"
@@ -274,8 +275,7 @@ class LeaseStore:
                 raise CniError(IO_FAILURE, "host-local store: failed to release", "; ".join(errors))
 
     def release_ips(self, container_id: str, ifname: str, ips: list[IPAddress]) -> None:
-        """A failed ADD's rollback: drop exactly these lease files, and only while they still name this
-        attachment. Leases the ADD found held stay: a running pod may be using them."""
+        """A failed ADD's rollback: exactly these files, while they name this attachment (not those it found)."""
         owner = _owner_text(container_id, ifname)
         with self._locked() as directory:
             for ip in ips if directory else ():

@@ -1,10 +1,11 @@
 """Which addresses a plan or a check is about, and where they come from.
 
 ADD's plan depends on the address IPAM hands out, but asking IPAM for one
-allocates it. For host-local the allocator can say, without writing anything,
-which address it would pick (`ipam_preview`) and which ones this attachment
-already holds (`HostLocalStore.find`); a delegated IPAM plugin cannot be asked
-without side effects, so its addresses are left out and the output says so.
+allocates it. The IPAM object (`applier.ipam.open_ipam`, the one the engine
+uses) can say, without writing anything, which address it would pick
+(`preview`) and which ones this attachment already holds (`held`) when it is
+served in-process; an IPAM that cannot tell without running (a delegated
+plugin) answers None, so its addresses are left out and the output says so.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from applier.ipam import HostLocalStore, IpamResult, ipam_preview, ipam_type, is_host_local
+from applier.ipam import IpamResult, open_ipam
 from compiler.model import AddressLease, RouteIntent
 from intent.config import NetConf
 from intent.env import CniRequest
 from intent.errors import CniError
-from intent.ipam_config import load_host_local
 from intent.result import canonical_cidr, parse_prev_result
-from loxi.engine import leases_from_ipam
+from loxi.engine.pipeline import leases_from_ipam
 
 HELD = "held"  # in the host-local store for this attachment
 PREVIEW = "preview"  # what host-local would allocate now; nothing is reserved
@@ -99,23 +99,24 @@ def _delegated(kind: str, what: str) -> Addresses:
 
 
 def for_add(conf: NetConf, request: CniRequest) -> Addresses:
-    """The addresses ADD would use now: held ones for a known attachment, else host-local's preview."""
-    kind = ipam_type(conf.raw)
-    if not kind:
+    """The addresses ADD would use now: held ones for a known attachment, else the IPAM's preview."""
+    ipam = open_ipam(conf.raw, conf.stdin, request)
+    if ipam is None:
         return _no_ipam()
-    if not is_host_local(conf.raw):
-        return _delegated(kind, "they cannot be previewed without running it (which allocates), so they are left out")
-    config = load_host_local(conf.raw, request.args)
-    held = {lease.ip for lease in HostLocalStore(config).find(request.container_id, request.ifname)}
+    held = ipam.held()
+    if held is None:
+        return _delegated(
+            ipam.kind, "they cannot be previewed without running it (which allocates), so they are left out"
+        )
     try:
-        preview = ipam_preview(conf.raw, request) or IpamResult(())
+        preview = ipam.preview() or IpamResult(())
     except CniError as err:  # pool exhausted, requested IP taken: ADD would fail the same way
         raise CniError(err.code, f"ADD would fail: {err.msg}", err.details) from None
-    views = _views(preview, held, PREVIEW)
+    views = _views(preview, {lease.ip for lease in held}, PREVIEW)
     _, routes = leases_from_ipam(preview)
     source = SOURCE_STORE if all(view.status == HELD for view in views) else SOURCE_PREVIEW
     note = "" if source == SOURCE_STORE else "preview: what host-local would allocate now; nothing is reserved"
-    return Addresses(kind, source, views, tuple(routes), note, config.store_dir)
+    return Addresses(ipam.kind, source, views, tuple(routes), note, ipam.store_dir)
 
 
 def _prev_result_views(conf: NetConf, ifname: str) -> tuple[LeaseView, ...]:
@@ -130,42 +131,33 @@ def _prev_result_views(conf: NetConf, ifname: str) -> tuple[LeaseView, ...]:
 
 
 def for_check(conf: NetConf, request: CniRequest) -> Addresses:
-    """The addresses this attachment holds: the host-local store's, or prevResult's for a delegated IPAM."""
-    kind = ipam_type(conf.raw)
-    if not kind:
+    """The addresses this attachment holds: the IPAM's store's, or prevResult's when only the plugin knows."""
+    ipam = open_ipam(conf.raw, conf.stdin, request)
+    if ipam is None:
         return _no_ipam()
-    if not is_host_local(conf.raw):
+    held = ipam.held()
+    if held is None:
         if conf.prev_result is not None:
-            return Addresses(kind, SOURCE_PREV_RESULT, _prev_result_views(conf, request.ifname))
-        return _delegated(kind, "without a prevResult in the conf they are unknown, so addresses are not checked")
-    config = load_host_local(conf.raw, {})
-    leases = HostLocalStore(config).find(request.container_id, request.ifname)
+            return Addresses(ipam.kind, SOURCE_PREV_RESULT, _prev_result_views(conf, request.ifname))
+        return _delegated(ipam.kind, "without a prevResult in the conf they are unknown, so addresses are not checked")
+    # Those in the conf's range sets, set by set (the list comes in the store's address order).
+    leases = sorted((x for x in held if x.range_set_index >= 0), key=lambda x: x.range_set_index)
     views = tuple(LeaseView(str(x.address), str(x.gateway) if x.gateway else None, HELD) for x in leases)
-    routes = tuple(RouteIntent(dst=r.dst, gateway=r.gw) for r in config.routes)
+    routes = tuple(RouteIntent(dst=r.dst, gateway=r.gw) for r in ipam.routes)
     note = "" if views else "the host-local store holds no address for this attachment"
-    return Addresses(kind, SOURCE_STORE, views, routes, note, config.store_dir)
+    return Addresses(ipam.kind, SOURCE_STORE, views, routes, note, ipam.store_dir)
 
 
 def for_del(conf: NetConf, request: CniRequest) -> Addresses:
     """The store files DEL would release: `cid\\r\\nifname` owners, else legacy `cid`-only ones (as release does)."""
-    kind = ipam_type(conf.raw)
-    if not kind:
+    ipam = open_ipam(conf.raw, conf.stdin, request)
+    if ipam is None:
         return _no_ipam()
-    if not is_host_local(conf.raw):
-        return _delegated(kind, "DEL is passed on to it; what it releases cannot be previewed")
-    config = load_host_local(conf.raw, {})
-    allocations = HostLocalStore(config).allocations()
-    cid = request.container_id.strip()
-    mine = [a for a in allocations if a.container_id == cid and a.ifname == request.ifname]
-    mine = mine or [a for a in allocations if a.container_id == cid and not a.ifname]
-    views = []
-    for allocation in mine:
-        prefix = allocation.ip.max_prefixlen
-        if allocation.range_set_index >= 0:
-            rng = config.range_sets[allocation.range_set_index].range_for(allocation.ip)
-            prefix = rng.subnet.prefixlen if rng else prefix
-        views.append(LeaseView(f"{allocation.ip}/{prefix}", None, HELD))
-    return Addresses(kind, SOURCE_STORE, tuple(views), (), "", config.store_dir)
+    held = ipam.held()
+    if held is None:
+        return _delegated(ipam.kind, "DEL is passed on to it; what it releases cannot be previewed")
+    views = tuple(LeaseView(str(lease.address), None, HELD) for lease in held)
+    return Addresses(ipam.kind, SOURCE_STORE, views, (), "", ipam.store_dir)
 
 
 PLACEHOLDER = "placeholder"  # not an allocation: the first address of each range set, to draw the graph
@@ -173,15 +165,14 @@ SOURCE_PLACEHOLDER = "placeholder"
 
 
 def placeholder(conf: NetConf) -> Addresses:
-    """A stand-in lease per host-local range set, so the graph shows the address objects without any I/O."""
-    kind = ipam_type(conf.raw)
-    if not kind:
+    """A stand-in lease per range set of the conf, so the graph shows the address objects without any I/O."""
+    ipam = open_ipam(conf.raw, conf.stdin, CniRequest(command=""))  # no command: the conf as written
+    if ipam is None:
         return _no_ipam()
-    if not is_host_local(conf.raw):
-        return _delegated(kind, "the graph leaves the pod's addresses out")
-    config = load_host_local(conf.raw, {})
+    if not ipam.range_sets:  # the plugin keeps its pools to itself
+        return _delegated(ipam.kind, "the graph leaves the pod's addresses out")
     views = []
-    for rset in config.range_sets:
+    for rset in ipam.range_sets:
         rng = rset.ranges[0]
         ip = (
             rng.range_start
@@ -190,6 +181,6 @@ def placeholder(conf: NetConf) -> Addresses:
         )
         gateway = str(rng.gateway) if rng.gateway else None
         views.append(LeaseView(f"{ip}/{rng.subnet.prefixlen}", gateway, PLACEHOLDER))
-    routes = tuple(RouteIntent(dst=r.dst, gateway=r.gw) for r in config.routes)
+    routes = tuple(RouteIntent(dst=r.dst, gateway=r.gw) for r in ipam.routes)
     note = "placeholder addresses (the first of each range): the graph's shape does not depend on which one"
-    return Addresses(kind, SOURCE_PLACEHOLDER, tuple(views), routes, note, config.store_dir)
+    return Addresses(ipam.kind, SOURCE_PLACEHOLDER, tuple(views), routes, note, ipam.store_dir)
