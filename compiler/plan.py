@@ -45,7 +45,7 @@ class Step:
         return self.obj.ns
 
     def describe(self) -> str:
-        sign = {CREATE: "+", MODIFY: "~", DELETE: "-"}[self.op]
+        sign = {CREATE: "+", MODIFY: "~", DELETE: "-"}.get(self.op, "?")
         text = f"{sign} {self.obj.describe()}"
         if self.changes and self.op == MODIFY:
             shown = (f"{c.name}: {show_value(c.before)} → {show_value(c.after)}" for c in self.changes)

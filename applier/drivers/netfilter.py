@@ -1,4 +1,4 @@
-"""nftables and iptables rules owned by one attachment: masquerade and MAC spoof checks.
+"""The netfilter driver: nftables and iptables rules owned by one attachment (masquerade, MAC spoof checks).
 
 Netfilter rules are the one kind of state loxi-cni manages through the
 netfilter tools rather than pyroute2 (pyroute2's nftables support cannot build
@@ -15,6 +15,15 @@ import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from applier.drivers.base import Applying, Driver, register, sets
+from compiler.model import Masquerade, Observed, SpoofCheck
+from compiler.model.attrs import RULE, RULES
+from compiler.plan import AttrChange
+
+if TYPE_CHECKING:
+    from applier.observe import Observer
 
 MASQ_TABLE = "loxi_cni_masquerade"  # inet family; the reference uses cni_plugins_masquerade
 SPOOF_TABLE = "loxi_cni_macspoof"  # bridge family
@@ -198,3 +207,53 @@ def add_spoof_check(tag: str, port: str, mac: str) -> None:
 
 def delete_spoof_check(tag: str) -> None:
     _nft_delete_tagged("bridge", SPOOF_TABLE, "prerouting", tag)
+
+
+# -- the drivers ------------------------------------------------------------------
+
+
+@register
+class MasqueradeDriver(Driver):
+    kinds = (Masquerade,)
+
+    def observe(self, observer: Observer, obj: Masquerade) -> Observed | None:
+        """Rules with the attachment's tag; a teardown looks in both backends."""
+        if obj.rules:
+            rules = masquerade_rules(obj.backend, obj.tag)
+        else:
+            rules = masquerade_rules("nftables", obj.tag) + masquerade_rules("iptables", obj.tag)
+        return Observed({RULES: sorted(rules)}) if rules else None
+
+    def create(self, ctx: Applying, obj: Masquerade) -> None:
+        add_masquerade(obj.backend, obj.tag, [MasqRule(*text.split(" ! ")) for text in obj.rules])
+        ctx.push(f"masquerade {obj.tag}", lambda: delete_masquerade(obj.backend, obj.tag))
+
+    def delete(self, ctx: Applying, obj: Masquerade) -> None:
+        delete_masquerade(obj.backend, obj.tag)
+
+    @sets(RULES)
+    def _rules(self, ctx: Applying, obj: Masquerade, change: AttrChange) -> None:
+        """The tag's rules replaced as a whole."""
+        self.delete(ctx, obj)
+        self.create(ctx, obj)
+
+
+@register
+class SpoofCheckDriver(Driver):
+    kinds = (SpoofCheck,)
+
+    def observe(self, observer: Observer, obj: SpoofCheck) -> Observed | None:
+        rules = spoof_rules(obj.tag)
+        return Observed({RULE: rules[0] if len(rules) == 1 else rules}) if rules else None
+
+    def create(self, ctx: Applying, obj: SpoofCheck) -> None:
+        add_spoof_check(obj.tag, obj.port, obj.mac)
+        ctx.push(f"macspoofchk {obj.tag}", lambda: delete_spoof_check(obj.tag))
+
+    def delete(self, ctx: Applying, obj: SpoofCheck) -> None:
+        delete_spoof_check(obj.tag)
+
+    @sets(RULE)
+    def _rule(self, ctx: Applying, obj: SpoofCheck, change: AttrChange) -> None:
+        self.delete(ctx, obj)
+        self.create(ctx, obj)
