@@ -45,14 +45,22 @@ def random_mac() -> str:
     return ":".join(f"{b:02x}" for b in octets)
 
 
-def link_basics(msg: Any) -> dict[str, Any]:
-    """The attributes every link kind shares: kind, up, mtu."""
+def read_link(observer: Observer, ns: str, name: str) -> tuple[Any, dict[str, Any]] | None:
+    """The link's message and the attributes every link kind shares (kind, up, mtu); None if absent."""
+    msg = observer.link(ns, name)
+    if msg is None:
+        return None
     info = msg.get("IFLA_LINKINFO")
-    return {
+    return msg, {
         KIND: info.get("IFLA_INFO_KIND") if info else None,
         UP: bool(msg["flags"] & IFF_UP),
         MTU: msg.get("IFLA_MTU"),
     }
+
+
+def info_data(msg: Any, which: str = "IFLA_INFO_DATA") -> Any:
+    """The kind's own attributes (IFLA_INFO_DATA) or, for a port, its master's (IFLA_INFO_SLAVE_DATA)."""
+    return (msg.get("IFLA_LINKINFO") or {}).get(which)
 
 
 def master_of(observer: Observer, ns: str, msg: Any) -> str | None:
@@ -77,12 +85,12 @@ class BridgeDriver(_LinkDriver):
     feature = FEATURE_VLAN_FILTERING
 
     def observe(self, observer: Observer, obj: Bridge) -> Observed | None:
-        msg = observer.link(obj.ns, obj.name)
-        if msg is None:
+        found = read_link(observer, obj.ns, obj.name)
+        if found is None:
             return None
-        attrs = link_basics(msg)
+        msg, attrs = found
         attrs[PROMISC] = bool(msg["flags"] & IFF_PROMISC)
-        data = (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_DATA")
+        data = info_data(msg)
         if attrs[KIND] == "bridge":
             attrs[VLAN_FILTERING] = bool(data.get("IFLA_BR_VLAN_FILTERING")) if data else False
         addrs = observer.addresses(obj.ns, msg["index"]) if attrs[KIND] == "bridge" else []
@@ -143,12 +151,12 @@ class HostVethDriver(_LinkDriver):
     kinds = (HostVeth,)
 
     def observe(self, observer: Observer, obj: HostVeth) -> Observed | None:
-        msg = observer.link(obj.ns, obj.name)
-        if msg is None:
+        found = read_link(observer, obj.ns, obj.name)
+        if found is None:
             return None
-        attrs = link_basics(msg)
+        msg, attrs = found
         attrs[MASTER] = master_of(observer, obj.ns, msg)
-        slave = (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_SLAVE_DATA")
+        slave = info_data(msg, "IFLA_INFO_SLAVE_DATA")
         attrs[HAIRPIN] = bool(slave.get("IFLA_BRPORT_MODE")) if slave else False
         attrs[ISOLATED] = bool(slave.get("IFLA_BRPORT_ISOLATED")) if slave else False
         attrs[PEER] = self._peer_of(observer, msg, obj.peer_name)
@@ -216,10 +224,10 @@ class PodLinkDriver(_LinkDriver):
     kinds = (PodLink,)
 
     def observe(self, observer: Observer, obj: PodLink) -> Observed | None:
-        msg = observer.link(obj.ns, obj.name)
-        if msg is None:
+        found = read_link(observer, obj.ns, obj.name)
+        if found is None:
             return None
-        attrs = link_basics(msg)
+        msg, attrs = found
         attrs[MAC] = msg.get("IFLA_ADDRESS")
         host = observer.link(NODE_NS, obj.peer_name)
         linked = host is not None and msg.get("IFLA_LINK") == host["index"] and host.get("IFLA_LINK") == msg["index"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from applier.drivers.base import FEATURE_8021Q, FEATURE_VLAN_FILTERING, Applying, Driver, register, sets
-from applier.drivers.links import link_basics, master_of
+from applier.drivers.links import info_data, master_of, read_link
 from compiler.model import NODE_NS, Observed, PortVlans, VlanDevice, format_vlans
 from compiler.model.attrs import INDEX, MASTER, PARENT, UP, VLAN_ID, VLANS
 from compiler.plan import AttrChange
@@ -83,11 +83,11 @@ class VlanDeviceDriver(Driver):
     feature = FEATURE_8021Q
 
     def observe(self, observer: Observer, obj: VlanDevice) -> Observed | None:
-        msg = observer.link(obj.ns, obj.name)
-        if msg is None:
+        found = read_link(observer, obj.ns, obj.name)
+        if found is None:
             return None
-        attrs = link_basics(msg)
-        data = (msg.get("IFLA_LINKINFO") or {}).get("IFLA_INFO_DATA")
+        msg, attrs = found
+        data = info_data(msg)
         attrs[VLAN_ID] = data.get("IFLA_VLAN_ID") if data else None
         parent = msg.get("IFLA_LINK")
         attrs[PARENT] = observer.link_name(obj.ns, parent) if parent else None
