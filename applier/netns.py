@@ -84,6 +84,15 @@ def open_netns(path: str) -> int:
     return fd
 
 
+def open_netns_if_any(path: str) -> int | None:
+    """`open_netns(path)`, or None where it refuses (gone, not a namespace, not ours to open): for the
+    callers that go on without the namespace (DEL's pod side, the node inventory's scan)."""
+    try:
+        return open_netns(path)
+    except (OSError, CniError):
+        return None
+
+
 class Namespaces:
     """Open handles on the node and pod namespaces and their netlink sockets."""
 

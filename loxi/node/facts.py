@@ -99,13 +99,9 @@ def _candidate_paths() -> Iterator[str]:
 
 def _open_ns(path: str) -> int | None:
     """An fd on the network namespace at `path`; None when it is not one, is gone, or is not ours to open."""
-    from applier.netns import open_netns
-    from intent.errors import CniError
+    from applier.netns import open_netns_if_any
 
-    try:
-        return open_netns(path)
-    except (OSError, CniError):
-        return None
+    return open_netns_if_any(path)
 
 
 def namespaces(ipr: Any, want_nsids: bool = True) -> list[NamespaceRef]:
