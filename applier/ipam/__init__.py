@@ -55,18 +55,15 @@ __all__ = [
     "Ipam",
     "IpamResult",
     "Lease",
-    "held_addresses",
     "ipam_add",
     "ipam_check",
     "ipam_del",
     "ipam_preview",
-    "ipam_rollback",
     "ipam_type",
     "is_host_local",
     "open_ipam",
     "parse_resolv_conf",
     "result_from_document",
-    "validate_ipam",
 ]
 
 
@@ -137,17 +134,3 @@ def ipam_check(conf: Mapping[str, Any], stdin: bytes, request: CniRequest) -> Ip
 def ipam_preview(conf: Mapping[str, Any], request: CniRequest) -> IpamResult | None:
     ipam = open_ipam(conf, b"", replace(request, command="ADD"))
     return None if ipam is None else ipam.preview()
-
-
-def ipam_rollback(
-    conf: Mapping[str, Any], stdin: bytes, request: CniRequest, ipam: IpamResult, was_running: bool
-) -> None:
-    _opened(conf, stdin, request, "DEL").rollback(ipam, was_running)
-
-
-def held_addresses(conf: Mapping[str, Any], request: CniRequest) -> list[Any]:
-    return [lease.ip for lease in _opened(conf, b"", request, "DEL").held() or ()]
-
-
-def validate_ipam(conf: Mapping[str, Any], request: CniRequest) -> None:
-    open_ipam(conf, b"", request)

@@ -133,18 +133,17 @@ class HostLocalStore(LeaseStore):
                 leases.append(lease)
             return leases
 
-    def held_anywhere(self, container_id: str, ifname: str) -> list[tuple[IPAddress, int]]:
-        """Every address this attachment holds, with its range set's index (-1: in none of the conf's sets)."""
-        return [(ip, self._set_index(ip)) for ip in self._read_snapshot().of_attachment(container_id, ifname)]
-
     def held_leases(self, container_id: str, ifname: str) -> list[Lease]:
-        """`held_anywhere` as leases: one outside the conf's sets has range set -1, a full-length prefix, no gateway."""
-        return [
-            self._make_lease(ip, index, self.config.range_sets[index])
-            if index >= 0
-            else Lease(ip_interface(f"{ip}/{ip.max_prefixlen}"), None, -1)
-            for ip, index in self.held_anywhere(container_id, ifname)
-        ]
+        """Every address this attachment holds, as a lease; one in none of the conf's sets has range set -1,
+        a full-length prefix and no gateway."""
+        leases = []
+        for ip in self._read_snapshot().of_attachment(container_id, ifname):
+            index = self._set_index(ip)
+            if index >= 0:
+                leases.append(self._make_lease(ip, index, self.config.range_sets[index]))
+            else:
+                leases.append(Lease(ip_interface(f"{ip}/{ip.max_prefixlen}"), None, -1))
+        return leases
 
     def find(self, container_id: str, ifname: str) -> list[Lease]:
         """The configured-set leases this attachment holds (legacy `cid`-only files if it has no others)."""

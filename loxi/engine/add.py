@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from applier import locks
 from applier.execute import ExecutionReport, Executor
-from applier.ipam import IpamResult, ipam_add, ipam_rollback, validate_ipam
+from applier.ipam import IpamResult, open_ipam
 from applier.netns import Namespaces
 from applier.observe import Observer
 from compiler.graph import DesiredState, host_veth_name
@@ -86,18 +86,18 @@ def build_result(
 
 def cmd_add(conf: NetConf, request: CniRequest) -> AddOutcome:
     attachment = attachment_of(conf, request)
-    validate_ipam(conf.raw, request)
+    ipam = open_ipam(conf.raw, conf.stdin, request)  # its config parsed and checked once, before any lock
     lock = locks.attachment_lock_name(conf.name, request.container_id, request.ifname)
     with locks.exclusive(lock), pod_namespaces(request) as namespaces:
         observer = Observer(namespaces)  # also the plan's: the links it reads do not change in between
-        refuse_another_conf(conf, request, attachment, observer)
+        refuse_another_conf(conf, request, attachment, observer, ipam)
         was_running = observer.link(NODE_NS, host_veth_name(attachment)) is not None
         with phase("ipam"):
-            ipam = ipam_add(conf.raw, conf.stdin, request) if conf.has_ipam else None
+            added = ipam.add() if ipam is not None else None
         try:
-            if ipam is not None and not ipam.leases:
+            if added is not None and not added.leases:
                 raise CniError(INVALID_NETWORK_CONFIG, "IPAM plugin returned missing IP config")
-            leases, routes = leases_from_ipam(ipam)
+            leases, routes = leases_from_ipam(added)
             planned = pipeline(namespaces, Wanted(conf, attachment, leases, routes), observer)
             plan = planned.plan
             if plan.conflicts:
@@ -105,9 +105,10 @@ def cmd_add(conf: NetConf, request: CniRequest) -> AddOutcome:
                 raise CniError(code, "; ".join(s.conflict for s in plan.conflicts))
             with phase("apply"):
                 report = Executor(namespaces, enable_dad=conf.enable_dad).apply(plan, conf.bridge)
-                result = build_result(conf, planned.desired, namespaces, ipam, report)
+                result = build_result(conf, planned.desired, namespaces, added, report)
         except BaseException:
-            if ipam is not None:  # only what this ADD allocated: a lease it found may be a running pod's
-                ipam_rollback(conf.raw, conf.stdin, request, ipam, was_running)
+            # Only what this ADD allocated: a lease it found may be a running pod's.
+            if ipam is not None and added is not None:
+                ipam.rollback(added, was_running)
             raise
     return AddOutcome(result, plan)

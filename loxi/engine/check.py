@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from applier.ipam import ipam_check
+from applier.ipam import open_ipam
 from applier.observe import Observer
 from compiler.diff import drift_messages
 from compiler.graph import DesiredState
@@ -58,14 +58,15 @@ def cmd_check(conf: NetConf, request: CniRequest) -> Plan:
         prev = parse_prev_result(conf.prev_result)
         leases = prev_leases(prev, request.ifname)
         routes: Sequence[RouteIntent] = ()
-        if conf.has_ipam:
+        ipam = open_ipam(conf.raw, conf.stdin, request)
+        if ipam is not None:
             with phase("ipam"):
-                ipam = ipam_check(conf.raw, conf.stdin, request)
-            held = {lease.address for lease in ipam.leases}
+                checked = ipam.check()
+            held = {lease.address for lease in checked.leases}
             missing = [lease.interface for lease in leases if lease.interface not in held]
             if missing:
                 raise CniError(CHECK_FAILED, f"IPAM does not hold {', '.join(map(str, missing))} for this container")
-            _, routes = leases_from_ipam(ipam)
+            _, routes = leases_from_ipam(checked)
         observer = Observer(namespaces)
         planned = pipeline(namespaces, Wanted.setup(conf, request, leases, routes), observer)
         messages = drift_messages(planned.plan, request.netns)

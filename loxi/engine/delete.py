@@ -16,8 +16,8 @@ from typing import Any
 
 from applier import locks
 from applier.execute import Executor
-from applier.ipam import held_addresses, ipam_del, is_host_local, validate_ipam
-from applier.netns import Namespaces, open_netns, same_namespace
+from applier.ipam import Ipam, open_ipam
+from applier.netns import Namespaces, open_netns_if_any, same_namespace
 from compiler.model import POD_NS, Attachment
 from compiler.plan import Plan
 from intent.config import NetConf
@@ -35,9 +35,9 @@ def cmd_del(conf: NetConf, request: CniRequest) -> Plan:
     inside CNI_NETNS when that namespace is there, whatever happened to the host
     end (renamed, moved away, detached: the pod would stay attached). An address
     is released only when no interface in the pod still carries it."""
-    validate_ipam(conf.raw, request)
+    ipam = open_ipam(conf.raw, conf.stdin, request)  # its config parsed and checked once, before any lock
     with attachment_locked(conf.name, request.container_id, request.ifname):
-        return teardown(conf, request)
+        return teardown(conf, request, ipam)
 
 
 @contextmanager
@@ -56,18 +56,21 @@ def execute_teardown(namespaces: Namespaces, conf: NetConf, attachment: Attachme
     return plan
 
 
-def teardown(conf: NetConf, request: CniRequest) -> Plan:
+def teardown(conf: NetConf, request: CniRequest, ipam: Ipam | None = None) -> Plan:
     """DEL's work, for a caller that holds the attachment lock (DEL itself, and the
     agent's reconciler, which takes the lock without waiting and skips a busy attachment):
-    the veth, the attachment's netfilter rules, then the addresses."""
+    the veth, the attachment's netfilter rules, then the addresses. `ipam` is the conf's
+    when the caller opened it (DEL); without one it is opened here, after the kernel's part."""
     with Namespaces(request.netns, _pod_fd_for_del(request)) as namespaces:
         plan = execute_teardown(namespaces, conf, attachment_of(conf, request))
-        carried = _still_carried(conf, request, namespaces)
+        if ipam is None:
+            ipam = open_ipam(conf.raw, conf.stdin, request)
+        carried = _still_carried(conf, ipam, namespaces)
     if carried:
         print(f"loxi-cni: DEL keeps the lease of {', '.join(carried)}: the pod still carries it", file=sys.stderr)
-    elif conf.has_ipam:
+    elif ipam is not None:
         with phase("ipam"):
-            ipam_del(conf.raw, conf.stdin, request)
+            ipam.delete()
     return plan
 
 
@@ -77,23 +80,21 @@ def _pod_fd_for_del(request: CniRequest) -> int | None:
     namespace is never taken for a pod's, so DEL never deletes the node's CNI_IFNAME."""
     if not request.netns or same_namespace(request.netns):
         return None
-    try:
-        return open_netns(request.netns)
-    except (OSError, CniError):
-        return None
+    return open_netns_if_any(request.netns)
 
 
-def _still_carried(conf: NetConf, request: CniRequest, namespaces: Namespaces) -> list[str]:
+def _still_carried(conf: NetConf, ipam: Ipam | None, namespaces: Namespaces) -> list[str]:
     """The attachment's addresses some interface in the pod still has after the teardown."""
-    if not conf.has_ipam or not namespaces.has(POD_NS):
+    if ipam is None or not namespaces.has(POD_NS):
         return []
     # The pod's addresses first: usually none is left but loopback's, and the store need not be read.
     present = [msg for msg in namespaces.ipr(POD_NS).addr("dump", index=0, dump_filter={}) if msg.get("IFA_ADDRESS")]
     if not any(not ipaddress.ip_address(msg.get("IFA_ADDRESS")).is_loopback for msg in present):
         return []
-    if is_host_local(conf.raw):
-        ips = {str(ip) for ip in held_addresses(conf.raw, request)}
-    else:
+    held = ipam.held()
+    if held is not None:
+        ips = {str(lease.ip) for lease in held}
+    else:  # an IPAM that keeps its store to itself (a delegate): prevResult says what the pod was given
         try:
             ips = {str(ipaddress.ip_interface(canonical_cidr(ip.address)).ip) for ip in _prev_ips(conf)}
         except (CniError, ValueError, TypeError, AttributeError):

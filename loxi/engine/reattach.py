@@ -14,17 +14,18 @@ caches it for the plan that follows) and only when it exists is the store read.
 
 from __future__ import annotations
 
-from applier.ipam import HostLocalStore, is_host_local
+from applier.ipam import Ipam
 from applier.observe import Observer
 from compiler.graph import host_veth_name
 from compiler.model import NODE_NS, POD_NS, Attachment
 from intent.config import NetConf
 from intent.env import CniRequest
 from intent.errors import CONFLICT, CniError
-from intent.ipam_config import load_host_local
 
 
-def conf_mismatches(conf: NetConf, request: CniRequest, attachment: Attachment, observer: Observer) -> list[str]:
+def conf_mismatches(
+    conf: NetConf, request: CniRequest, attachment: Attachment, observer: Observer, ipam: Ipam | None
+) -> list[str]:
     """How the running attachment differs from `conf`; empty when it does not run or is the same."""
     veth = observer.link(NODE_NS, host_veth_name(attachment))
     if veth is None:
@@ -34,20 +35,19 @@ def conf_mismatches(conf: NetConf, request: CniRequest, attachment: Attachment, 
     bridge = observer.link_name(NODE_NS, master) if master else None
     if bridge is not None and bridge != conf.bridge:
         found.append(f"its port is on bridge {bridge}, the conf names bridge {conf.bridge}")
-    if conf.has_ipam and is_host_local(conf.raw):
-        config = load_host_local(conf.raw, request.args)
-        held = HostLocalStore(config).held_anywhere(request.container_id, request.ifname)
+    held = ipam.held() if ipam is not None else None
+    if ipam is not None and held is not None:  # an IPAM whose store says what the attachment holds
         pod_prefixes = _pod_prefixes(observer, request.ifname)
-        for ip, index in held:
-            if index < 0:
-                found.append(f"it holds {ip}, which is in none of the conf's ranges")
+        for lease in held:
+            if lease.range_set_index < 0:
+                found.append(f"it holds {lease.ip}, which is in none of the conf's ranges")
                 continue
-            want = config.range_sets[index].range_for(ip).subnet.prefixlen  # type: ignore[union-attr]
-            have = pod_prefixes.get(str(ip))
+            want = lease.address.network.prefixlen  # the prefix of its range's subnet
+            have = pod_prefixes.get(str(lease.ip))
             if have is not None and have != want:
-                found.append(f"it has {ip}/{have}, the conf's subnet makes it {ip}/{want}")
-        covered = {index for _, index in held}
-        for index, range_set in enumerate(config.range_sets):
+                found.append(f"it has {lease.ip}/{have}, the conf's subnet makes it {lease.ip}/{want}")
+        covered = {lease.range_set_index for lease in held}
+        for index, range_set in enumerate(ipam.range_sets):
             if held and index not in covered:
                 found.append(f"it holds no address in range set {index} ({range_set.text})")
     return found
@@ -60,8 +60,10 @@ def _pod_prefixes(observer: Observer, ifname: str) -> dict[str, int]:
     return {str(msg.get("IFA_ADDRESS")): msg["prefixlen"] for msg in observer.addresses(POD_NS, link["index"])}
 
 
-def refuse_another_conf(conf: NetConf, request: CniRequest, attachment: Attachment, observer: Observer) -> None:
-    found = conf_mismatches(conf, request, attachment, observer)
+def refuse_another_conf(
+    conf: NetConf, request: CniRequest, attachment: Attachment, observer: Observer, ipam: Ipam | None
+) -> None:
+    found = conf_mismatches(conf, request, attachment, observer, ipam)
     if found:
         raise CniError(
             CONFLICT,
