@@ -13,22 +13,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from intent.env import CONTAINER_ID_RE, CniRequest, validate_ifname
-from intent.errors import (
-    DECODE_FAILURE,
-    INVALID_ENVIRONMENT,
-    INVALID_NETWORK_CONFIG,
-    UNSUPPORTED_FIELD,
-    CniError,
-)
+from intent.conf_rules import mac_problem, require_valid
+from intent.env import CONTAINER_ID_RE, CniRequest
+from intent.errors import DECODE_FAILURE, INVALID_ENVIRONMENT, INVALID_NETWORK_CONFIG, CniError
 from intent.versions import require_supported
 
 SCHEMA_NAME = "loxi-cni.conf.schema.json"
-MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-MIN_MTU = 68
-
-# Keys whose feature is not built yet: setting them must not be silently ignored.
-NOT_YET_SUPPORTED: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -219,12 +209,10 @@ def _pick_mac(doc: Mapping[str, Any], request: CniRequest) -> str:
         ("mac", doc.get("mac")),
     ):
         if value:
-            if not isinstance(value, str) or not MAC_RE.match(value):
+            problem = mac_problem(value) if isinstance(value, str) else (f"invalid MAC address {value!r}", "")
+            if problem is not None:
                 code = INVALID_ENVIRONMENT if source == "CNI_ARGS MAC" else INVALID_NETWORK_CONFIG
-                raise CniError(code, f"{source}: invalid MAC address {value!r}")
-            if int(value.split(":")[0], 16) & 1:
-                code = INVALID_ENVIRONMENT if source == "CNI_ARGS MAC" else INVALID_NETWORK_CONFIG
-                raise CniError(code, f"{source}: {value} is a multicast address")
+                raise CniError(code, f"{source}: {problem[0]}")
             return value.lower()
     return ""
 
@@ -267,35 +255,12 @@ def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None =
     name = check_name(doc)
     validate_schema_once(doc)
     _refuse_float_integers(doc)
-    for key in NOT_YET_SUPPORTED:
-        if doc.get(key):
-            raise CniError(UNSUPPORTED_FIELD, f"{key} is not supported by this loxi-cni version", f"{key}={doc[key]!r}")
+    require_valid(doc)  # the semantic rules, shared with `loxi-plan validate` (intent.conf_rules)
     bridge = doc.get("bridge", "cni0")
-    try:
-        validate_ifname(bridge)
-    except CniError as exc:
-        raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: bridge: {exc.msg}", bridge) from None
     vlan_id, vlan = doc.get("vlanID", 0), doc.get("vlan", 0)
-    if vlan_id and vlan and vlan_id != vlan:
-        raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: vlanID ({vlan_id}) and vlan ({vlan}) disagree")
     mtu = doc.get("mtu", 0)
-    if mtu and mtu < MIN_MTU:
-        raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: mtu: {mtu} is below the minimum of {MIN_MTU}")
-    if doc.get("hairpinMode") and doc.get("promiscMode"):
-        raise CniError(INVALID_NETWORK_CONFIG, "cannot set hairpin mode and promiscuous mode at the same time")
     uplink = doc.get("uplink", "")
-    if uplink:
-        try:
-            validate_ifname(uplink)
-        except CniError as exc:
-            raise CniError(INVALID_NETWORK_CONFIG, f"invalid network config: uplink: {exc.msg}", uplink) from None
-        if not (vlan_id or vlan):
-            raise CniError(INVALID_NETWORK_CONFIG, "invalid network config: uplink needs vlanID (or vlan)")
     ipam = doc.get("ipam") or {}
-    if doc.get("disableContainerInterface") and ipam.get("type"):
-        raise CniError(
-            INVALID_NETWORK_CONFIG, "invalid network config: disableContainerInterface cannot be used with ipam"
-        )
     prev = doc.get("prevResult")
     return NetConf(
         cni_version=version,

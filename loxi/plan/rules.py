@@ -1,11 +1,14 @@
 """The semantic rules of a loxi-cni conf: what its JSON Schema cannot say.
 
 Each rule returns every problem it sees, with the JSON path of the offending
-value, instead of stopping at the first one as the plugin must. Where the
-plugin already has the check (intent.ipam_config for host-local, intent.env for
-names) it is called on one key at a time, so the wording stays the plugin's
-(and the reference host-local's, which operators search for) and the two can
-never disagree about what is valid.
+value, instead of stopping at the first one as the plugin must. The rules are
+the plugin's own: `intent.conf_rules` (the plugin object's keys, with
+validate's wording beside ADD's) and intent.ipam_config for host-local, called
+on one key at a time, so the wording stays the plugin's (and the reference
+host-local's, which operators search for) and the two can never disagree about
+what is valid. Only what ADD cannot see is added here: a missing cniVersion,
+every MAC a conf gives, overlaps reported per range, the empty values of the
+blog's conf.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from intent.config import MAC_RE, MIN_MTU, NOT_YET_SUPPORTED
-from intent.env import validate_ifname
+from intent.conf_rules import mac_problem, violations
 from intent.errors import CniError
 from intent.ipam_config import (
     IpRange,
@@ -50,11 +52,6 @@ class Finding:
     strict_error: bool = False  # a warning that `--strict` turns into an error (unknown keys)
 
 
-def _int(value: Any) -> int | None:
-    """A JSON integer (booleans are ints in Python, not in JSON)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def from_error(err: CniError, fallback: Path = ()) -> Finding:
     """A finding from an intent.* CniError whose message reads `json.path: what is wrong`."""
     where, sep, message = err.msg.partition(": ")
@@ -83,50 +80,14 @@ def _version(doc: Mapping[str, Any]) -> Iterator[Finding]:
         )
 
 
-def _interface_name(key: str) -> Callable[[Mapping[str, Any]], Iterator[Finding]]:
-    """The rule for a conf key that names a Linux interface (`bridge`, `uplink`)."""
-
-    def rule(doc: Mapping[str, Any]) -> Iterator[Finding]:
-        name = doc.get(key)
-        if isinstance(name, str) and name:
-            try:
-                validate_ifname(name)
-            except CniError as err:
-                yield Finding((key,), f"{err.msg}: {name!r} cannot be a Linux interface name")
-
-    return rule
-
-
-_bridge, _uplink = _interface_name("bridge"), _interface_name("uplink")
-
-
-def _vlan(doc: Mapping[str, Any]) -> Iterator[Finding]:
-    vlan_id, vlan = _int(doc.get("vlanID")), _int(doc.get("vlan"))
-    if vlan_id and vlan and vlan_id != vlan:
-        yield Finding(("vlan",), f"vlanID ({vlan_id}) and vlan ({vlan}) disagree: set only one of them")
-
-
-def _mtu(doc: Mapping[str, Any]) -> Iterator[Finding]:
-    mtu = _int(doc.get("mtu"))
-    if mtu and 0 < mtu < MIN_MTU:
-        yield Finding(("mtu",), f"mtu {mtu} is below the minimum of {MIN_MTU} (0 keeps the kernel's default)")
-
-
-def _hairpin(doc: Mapping[str, Any]) -> Iterator[Finding]:
-    if doc.get("hairpinMode") is True and doc.get("promiscMode") is True:
-        yield Finding(("promiscMode",), "promiscMode cannot be combined with hairpinMode (the plugin refuses the pair)")
-
-
-def _not_yet(doc: Mapping[str, Any]) -> Iterator[Finding]:
-    for key in NOT_YET_SUPPORTED:
-        if doc.get(key):
-            yield Finding((key,), f"{key} is not supported by this loxi-cni version: the plugin refuses the conf")
-    ipam = doc.get("ipam")
-    if doc.get("disableContainerInterface") and isinstance(ipam, Mapping) and ipam.get("type"):
-        yield Finding(("disableContainerInterface",), "disableContainerInterface cannot be used with ipam")
+def _shared(doc: Mapping[str, Any]) -> Iterator[Finding]:
+    """The rules ADD applies too (intent.conf_rules), in validate's words."""
+    for violation in violations(doc):
+        yield Finding(violation.path, violation.report)
 
 
 def _macs(doc: Mapping[str, Any]) -> Iterator[Finding]:
+    """Every MAC the conf gives (ADD checks only the one it uses), with the plugin's check."""
     runtime = doc.get("runtimeConfig") if isinstance(doc.get("runtimeConfig"), Mapping) else {}
     args = doc.get("args") if isinstance(doc.get("args"), Mapping) else {}
     cni = args.get("cni") if isinstance(args.get("cni"), Mapping) else {}
@@ -135,12 +96,9 @@ def _macs(doc: Mapping[str, Any]) -> Iterator[Finding]:
         (("runtimeConfig", "mac"), runtime.get("mac")),
         (("args", "cni", "mac"), cni.get("mac")),
     ):
-        if not isinstance(value, str) or not value:
-            continue
-        if not MAC_RE.match(value):
-            yield Finding(path, f"invalid MAC address {value!r}: expected six hex pairs like 0a:58:0a:f4:01:05")
-        elif int(value.split(":")[0], 16) & 1:
-            yield Finding(path, f"{value} is a multicast address: a pod MAC must be unicast")
+        problem = mac_problem(value) if isinstance(value, str) and value else None
+        if problem is not None:
+            yield Finding(path, f"{problem[0]}: {problem[1]}")
 
 
 # -- host-local -----------------------------------------------------------
@@ -260,18 +218,7 @@ def _ipam(doc: Mapping[str, Any]) -> Iterator[Finding]:
         yield from _host_local(doc, ipam)
 
 
-RULES: tuple[Callable[[Mapping[str, Any]], Iterator[Finding]], ...] = (
-    _version,
-    _name,
-    _bridge,
-    _uplink,
-    _vlan,
-    _mtu,
-    _hairpin,
-    _not_yet,
-    _macs,
-    _ipam,
-)
+RULES: tuple[Callable[[Mapping[str, Any]], Iterator[Finding]], ...] = (_version, _name, _shared, _macs, _ipam)
 
 
 def semantic_findings(doc: Mapping[str, Any]) -> list[Finding]:
