@@ -66,7 +66,7 @@ _ATTR_OF = {"ifname": "IFLA_IFNAME", "address": "IFLA_ADDRESS", "master": "IFLA_
 
 
 class Unsupported(Exception):
-    """A call this socket does not encode itself: it goes to IPRoute."""
+    """A call the encoders here do not take: the socket hands it to IPRoute unchanged."""
 
 
 def _link_attrs(spec: dict[str, Any], names: tuple[str, ...]) -> list[tuple[str, Any]]:
