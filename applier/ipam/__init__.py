@@ -24,13 +24,19 @@ the conf has no IPAM. Every later question of the call goes to that object:
                                        would release), in the conf's range sets or not (then
                                        range_set_index -1 and a full-length prefix); None when
                                        unknown without running the plugin
-    gc(keep) -> GcOutcome              CNI GC: release what no (container id, ifname) in `keep` owns;
-                                       host-local goes on past a failed release and reports it
+    gc(keep) -> GcOutcome              CNI GC: release what no (container id, ifname) in `keep` owns:
+                                       removed, errors (host-local goes on past a failed release)
+                                       and the owners released (the engine tears those down)
     status() -> None                   CNI STATUS: CniError (50) when an ADD could not get an address
 
 Which config a host-local call reads follows CNI_COMMAND: ADD's includes the requested
 addresses (CNI_ARGS IP, args.cni.ips, runtimeConfig.ips); DEL's and CHECK's leave them
-out, so a bad one cannot block a cleanup.
+out, so a bad one cannot block a cleanup; GC's and STATUS's drop CNI_ARGS only, as before.
+
+Modules: `result` (Lease, IpamResult, GcOutcome), `hostlocal` (HostLocalIpam, resolv.conf),
+`allocator` (HostLocalStore: which address), `store` (the lease directory on disk),
+`delegate` (DelegatedIpam: the exec and its result in any CNI version). `ipam_add`,
+`ipam_check`, `ipam_del` and `ipam_preview` below are one-shot calls for tests and scripts.
 """
 
 from __future__ import annotations
