@@ -14,6 +14,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
@@ -29,6 +30,15 @@ FALLBACK_NO_NETNS = "no-netns"
 FALLBACK_NETNS_VIEW = "netns-view"
 FALLBACK_TIMEOUT = "request-timeout"
 FALLBACK_BROKEN = "broken-request"
+FALLBACK_BUSY = "agent-busy"  # every worker busy and the queue full (loxi.agent.pool)
+FALLBACK_REASONS = (
+    FALLBACK_NOT_ROOT,
+    FALLBACK_NO_NETNS,
+    FALLBACK_NETNS_VIEW,
+    FALLBACK_TIMEOUT,
+    FALLBACK_BROKEN,
+    FALLBACK_BUSY,
+)
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,11 @@ def _own_version() -> str:
 
 
 class AgentMetrics:
-    """The agent's metrics and the few calls its handler makes on them."""
+    """The agent's metrics and the few calls its handler makes on them.
+
+    The labelled children a call touches are looked up once per label set and
+    kept (`labels()` validates and locks on every lookup); a child is the
+    library's own object, so the exposition is the same."""
 
     def __init__(self, pools: Callable[[], Iterable[PoolUsage]] = tuple) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -136,11 +150,23 @@ class AgentMetrics:
             {"version": _own_version(), "python": platform.python_version(), "pyroute2": _pyroute2_version()}
         )
         r.register(_PoolCollector(pools))
-        for reason in (FALLBACK_NOT_ROOT, FALLBACK_NO_NETNS, FALLBACK_NETNS_VIEW, FALLBACK_TIMEOUT, FALLBACK_BROKEN):
-            self.fallbacks.labels(reason)  # exported at 0 from the start, so a rate() sees the first one
+        self._children: dict[tuple[object, ...], Any] = {}
+        for reason in FALLBACK_REASONS:
+            self._child(self.fallbacks, reason)  # exported at 0 from the start, so a rate() sees the first one
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # A race between two first lookups of one label set is harmless: labels() returns the same child.
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def fallback(self, reason: str) -> None:
+        self._child(self.fallbacks, reason).inc()
 
     def observe_call(self, command: str, code: str, seconds: float, phases: dict[str, float]) -> None:
-        self.calls.labels(command, code).inc()
-        self.duration.labels(command).observe(seconds)
+        self._child(self.calls, command, code).inc()
+        self._child(self.duration, command).observe(seconds)
         for name, value in phases.items():
-            self.phase.labels(command, name).observe(value)
+            self._child(self.phase, command, name).observe(value)

@@ -113,11 +113,13 @@ def recv_request(sock: _socket.socket) -> tuple[dict[str, str], bytes, list[int]
         for fd in fds:
             posix.close(fd)
         raise
-    block = data[REQUEST_HEADER : REQUEST_HEADER + env_size]
+    # Decoded at once: NUL and "=" are single bytes in any encoding the filesystem may use
+    # and never inside a multi-byte sequence, so this is the same as decoding each part.
+    block = _fsdecode(data[REQUEST_HEADER : REQUEST_HEADER + env_size])
     env = {}
-    for entry in block.split(b"\0") if block else ():
-        key, _, value = entry.partition(b"=")
-        env[_fsdecode(key)] = _fsdecode(value)
+    for entry in block.split("\0") if block else ():
+        key, _, value = entry.partition("=")
+        env[key] = value
     return env, data[REQUEST_HEADER + env_size :], fds
 
 
