@@ -48,19 +48,20 @@ COMMANDS = ("ADD", "CHECK", "DEL")
 
 
 class Meter:
-    """Per-call totals of the wrapped phases and of the netlink traffic."""
+    """Per-call totals of the wrapped phases and of the netlink traffic, timed on `clock` (wall, or --cpu)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
         self.current: dict[str, float] = defaultdict(float)
         self.calls: dict[str, list[dict[str, float]]] = defaultdict(list)
 
     def timed(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start = self.clock()
             try:
                 return func(*args, **kwargs)
             finally:
-                self.current[name] += (time.perf_counter() - start) * 1000
+                self.current[name] += (self.clock() - start) * 1000
 
         return wrapper
 
@@ -79,8 +80,12 @@ def instrumented(meter: Meter) -> Iterator[None]:
     import applier.netlink.requests
     import intent.config
     import intent.result
-    import loxi.engine
+    import loxi.engine.add
+    import loxi.engine.check
+    import loxi.engine.delete
+    import loxi.engine.pipeline
     from applier.execute import Executor
+    from applier.ipam.hostlocal import HostLocalIpam
     from applier.netlink import IPRoute
     from applier.netlink.socket import RtnlSocket
 
@@ -92,17 +97,20 @@ def instrumented(meter: Meter) -> Iterator[None]:
 
     for owner, attr, phase in (
         (intent.config, "load_netconf", "conf: parse + schema"),
-        (loxi.engine, "validate_ipam", "ipam: validate"),
-        (loxi.engine, "ipam_add", "ipam: allocate"),
-        (loxi.engine, "ipam_check", "ipam: check"),
-        (loxi.engine, "ipam_del", "ipam: release"),
-        (loxi.engine, "compile_desired", "compile"),
-        (loxi.engine, "compile_teardown", "compile"),
-        (loxi.engine, "observe", "observe (netlink)"),
-        (loxi.engine, "diff", "diff"),
-        (loxi.engine, "build_result", "result: build"),
+        (loxi.engine.add, "open_ipam", "ipam: validate"),
+        (loxi.engine.delete, "open_ipam", "ipam: validate"),
+        (loxi.engine.check, "open_ipam", "ipam: check"),
+        (HostLocalIpam, "add", "ipam: allocate"),
+        (HostLocalIpam, "check", "ipam: check"),
+        (HostLocalIpam, "delete", "ipam: release"),
+        (loxi.engine.pipeline, "compile_desired", "compile"),
+        (loxi.engine.pipeline, "compile_teardown", "compile"),
+        (loxi.engine.pipeline, "observe", "observe (netlink)"),
+        (loxi.engine.pipeline, "diff", "diff"),
+        (loxi.engine.add, "build_result", "result: build"),
         (intent.result, "format_result", "result: format"),
-        (loxi.engine, "_pod_namespaces", "open pod netns"),
+        (loxi.engine.add, "pod_namespaces", "open pod netns"),
+        (loxi.engine.check, "pod_namespaces", "open pod netns"),
     ):
         patch(owner, attr, meter.timed(phase, getattr(owner, attr)))
     patch(Executor, "apply", meter.timed("apply (netlink)", Executor.apply))
@@ -181,7 +189,7 @@ def in_netns(name: str) -> None:
 
 
 def engine_rounds(
-    runs: int, prefix: str, tmp: Path, profile: bool, background: int = 0
+    runs: int, prefix: str, tmp: Path, profile: bool, background: int = 0, cpu: bool = False
 ) -> tuple[Meter, dict[str, cProfile.Profile]]:
     from loxi.plugin.cni import run
 
@@ -190,7 +198,8 @@ def engine_rounds(
     create_netns([node, *pods])
     subprocess.run([IP, "-n", node, "link", "set", "lo", "up"], check=True)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    meter, profiles = Meter(), {c: cProfile.Profile() for c in COMMANDS}
+    meter = Meter(time.thread_time if cpu else time.perf_counter)
+    profiles = {c: cProfile.Profile(*([time.thread_time] if cpu else [])) for c in COMMANDS}
     data_dir = tmp / "ipam"
 
     def call(command: str, i: int, stdin: bytes) -> str:
@@ -202,7 +211,7 @@ def engine_rounds(
 
     try:
         in_netns(node)
-        import loxi.engine  # noqa: F401  (the agent imports it before it listens)
+        import loxi.engine.commands  # noqa: F401  (the agent imports it before it listens)
 
         call("DEL", 0, conf(data_dir, bridge))  # loads the lazy imports of every command
         call("DEL", 0, conf(data_dir, bridge, json.loads(call("ADD", 0, conf(data_dir, bridge)))))
@@ -213,13 +222,13 @@ def engine_rounds(
                 result: dict[str, Any] = {}
                 for command in COMMANDS:
                     stdin = conf(data_dir, bridge, result if command == "CHECK" else None)
-                    start = time.perf_counter()
+                    start = meter.clock()
                     if profile:
                         profiles[command].enable()
                     out = call(command, i, stdin)
                     if profile:
                         profiles[command].disable()
-                    meter.finish(command, (time.perf_counter() - start) * 1000)
+                    meter.finish(command, (meter.clock() - start) * 1000)
                     if command == "ADD":
                         result = json.loads(out)
     finally:
@@ -309,7 +318,8 @@ def report(meter: Meter, clients: dict[str, tuple[float, float]], runs: int, bac
     )
     counters = [p for p in counter_order if p in phases]
     timed_phases = ["whole call"] + [p for p in phases if p not in counters and p != "whole call"]
-    print(f"\n  {'median ms per call':28}" + "".join(f"{c:>10}" for c in COMMANDS), file=out)
+    header = "median CPU ms per call" if meter.clock is time.thread_time else "median ms per call"
+    print(f"\n  {header:28}" + "".join(f"{c:>10}" for c in COMMANDS), file=out)
     for phase in timed_phases + counters:
         cells = []
         for command in COMMANDS:
@@ -328,13 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--background-pods", type=int, default=0, help="pods attached first and left attached")
     parser.add_argument("--cprofile", action="store_true", help="also print the top functions of each command")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--cpu", action="store_true", help="time the calls and phases on this thread's CPU clock, not the wall's"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces)")
     prefix = f"{NS_PREFIX}{uuid.uuid4().hex[:10]}-"
     tmp = Path(tempfile.mkdtemp(prefix="loxibench-"))
     try:
-        meter, profiles = engine_rounds(args.runs, prefix, tmp, args.cprofile, max(0, args.background_pods))
+        background = max(0, args.background_pods)
+        meter, profiles = engine_rounds(args.runs, prefix, tmp, args.cprofile, background, args.cpu)
         clients = client_rounds(args.runs, tmp)
     finally:
         delete_netns_with_prefix(prefix)
