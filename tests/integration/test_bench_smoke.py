@@ -123,5 +123,5 @@ def test_cold_profile_reports_start_imports_and_a_cprofile_and_cleans_up(tmp_pat
     assert proc.returncode == 0, f"stdout={proc.stdout}\nstderr={proc.stderr[-3000:]}"
     for section in ("python -I -S -c pass", "whole ADD", "imports, wall of", "largest single imports", "cProfile of"):
         assert section in proc.stdout, section
-    assert prof.stat().st_size > 0 and "loxi/engine.py" in proc.stdout
+    assert prof.stat().st_size > 0 and "loxi/engine/add.py" in proc.stdout
     assert _bench_namespaces() == before
