@@ -248,10 +248,13 @@ def _trunk_vids(doc: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(sorted(vids))
 
 
-def load_netconf(stdin: bytes, request: CniRequest, doc: dict[str, Any] | None = None) -> NetConf:
-    """Decode, validate and type the config. Raises CniError 1, 2, 6 or 7."""
+def load_netconf(
+    stdin: bytes, request: CniRequest, doc: dict[str, Any] | None = None, version: str | None = None
+) -> NetConf:
+    """Decode, validate and type the config. Raises CniError 1, 2, 6 or 7.
+    `version`: what require_supported already made of the doc's cniVersion (loxi-cni checks it first)."""
     doc = decode(stdin) if doc is None else doc
-    version = require_supported(doc.get("cniVersion") or "")
+    version = require_supported(doc.get("cniVersion") or "") if version is None else version
     name = check_name(doc)
     validate_schema_once(doc)
     _refuse_float_integers(doc)

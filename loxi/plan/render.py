@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from compiler.model import NODE_NS
 from compiler.plan import CREATE, DELETE, MODIFY, Step
+from compiler.plan import show_value as show  # one value formatter: the plan's own
 
 if TYPE_CHECKING:
     import jinja2
@@ -26,17 +27,6 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 SIGNS = {CREATE: "+", MODIFY: "~", DELETE: "-"}
 # Objects whose description already names every managed attribute.
 SELF_DESCRIBED = frozenset({"address", "sysctl", "route"})
-
-
-def show(value: Any) -> str:
-    """One value as the plan and CHECK messages write it: none, on/off, [a, b]."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(map(str, value)) + "]"
-    return str(value)
 
 
 @cache

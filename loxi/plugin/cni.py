@@ -73,7 +73,7 @@ def _dispatch(request, data: bytes, stdout: TextIO) -> int:
     doc = decode(data)
     version = require_supported(doc.get("cniVersion") or "")
     require_command_allowed(request.command, version)
-    conf = load_netconf(data, request, doc)
+    conf = load_netconf(data, request, doc, version)  # the version checked once, here
 
     # Only the command's own module: a cold DEL never imports what ADD needs.
     if request.command == "ADD":
