@@ -110,7 +110,15 @@ class Executor:
         return any(port.get("IFLA_IFNAME", "").startswith(HOST_VETH_PREFIX) for port in ports)
 
     def apply(self, plan: Plan, bridge: str) -> ExecutionReport:
-        """Run the plan; on any failure roll back and raise a CniError."""
+        """Run the plan; on any failure roll back and raise a CniError.
+
+        Every step is first checked against its kind's driver: a plan with a step
+        no driver can carry out is refused (code 110) before anything changes."""
+        for step in plan.steps:
+            try:
+                driver_for(type(step.obj)).check(step)
+            except UnhandledChange as exc:
+                raise _as_cni_error(step, exc) from None
         kill_before = os.environ.get(KILL_BEFORE_STEP_ENV)
         with ExitStack() as held:
             bridge_locked = False

@@ -51,6 +51,7 @@ class Applying(Protocol):
 
 
 Setter = Callable[[Any, Applying, Any, AttrChange], None]
+_OPERATIONS = {CREATE: "create", DELETE: "delete"}  # MODIFY: the setters
 
 
 def sets(*names: str) -> Callable[[Setter], Setter]:
@@ -91,6 +92,16 @@ class Driver:
             self.modify(ctx, step)
         else:
             raise UnhandledChange(f"{step.obj.describe()}: no operation {step.op!r}")
+
+    def check(self, step: Step) -> None:
+        """Raise UnhandledChange unless this driver can carry `step` out (run before the plan's first step)."""
+        if step.op == MODIFY:
+            for change in step.changes:
+                self.setter(step, change.name)
+            return
+        method = _OPERATIONS.get(step.op, "")
+        if not method or getattr(type(self), method) is getattr(Driver, method):
+            raise UnhandledChange(f"{step.obj.describe()}: {type(self).__name__} has no operation {step.op!r}")
 
     def create(self, ctx: Applying, obj: Any) -> None:
         raise UnhandledChange(f"{type(self).__name__} cannot create {obj.describe()}")

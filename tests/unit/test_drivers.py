@@ -186,25 +186,42 @@ def test_an_operation_a_driver_lacks_raises(executor):
     assert run_failing(executor, Step("rename", PodLink(ifname="eth0", peer_name="x"))).code == INTERNAL_ERROR
 
 
-def test_an_unhandled_change_rolls_back_the_steps_before_it(netns, tmp_path, monkeypatch):
-    """In a throw-away namespace, real netlink: step 1 adds an address, step 2 names an
-    attribute no driver has; the run fails with code 110, the address is gone again and
-    step 2's known change (`up`) was never applied."""
+@pytest.fixture
+def pod_with_link(netns, tmp_path, monkeypatch):
+    """A throw-away namespace with a down veth end `d0`, and Namespaces whose pod is it."""
     monkeypatch.setenv("LOXI_LOCK_DIR", str(tmp_path / "locks"))
     pod = netns("pod")
     pod.ip_run("link", "add", "d0", "type", "veth", "peer", "name", "d1")
-    address = Address(link="d0", interface=ipaddress.ip_interface("10.9.9.9/24"), namespace=POD_NS)
-    link = PodLink(ifname="d0", peer_name="none")
-    plan = Plan(
-        (
-            Step(CREATE, address),
-            Step(MODIFY, link, (AttrChange(UP, False, True), AttrChange("colour", None, "red"))),
-        )
-    )
     with Namespaces(pod.path, os.open(pod.path, os.O_RDONLY | os.O_CLOEXEC)) as namespaces:
-        executor = Executor(namespaces)
-        with pytest.raises(CniError) as caught:
-            executor.apply(plan, "br-drv")
+        yield pod, namespaces
+
+
+ADDRESS = Address(link="d0", interface=ipaddress.ip_interface("10.9.9.9/24"), namespace=POD_NS)
+LINK = PodLink(ifname="d0", peer_name="none")
+
+
+def test_a_plan_with_an_unhandled_change_is_refused_before_its_first_step(pod_with_link):
+    """Real netlink: step 1 would add an address, step 2 names an attribute no driver
+    has; the run fails with code 110 and neither the address nor step 2's known
+    change (`up`) reached the kernel."""
+    pod, namespaces = pod_with_link
+    changes = (AttrChange(UP, False, True), AttrChange("colour", None, "red"))
+    plan = Plan((Step(CREATE, ADDRESS), Step(MODIFY, LINK, changes)))
+    with pytest.raises(CniError) as caught:
+        Executor(namespaces).apply(plan, "br-drv")
     assert caught.value.code == INTERNAL_ERROR
+    assert "'colour'" in caught.value.msg
     assert pod.addresses("d0") == []
     assert "UP" not in pod.link("d0")["flags"]
+
+
+def test_a_step_the_kernel_refuses_rolls_back_the_steps_before_it(pod_with_link):
+    """Real netlink, the drivers' undo: the address of step 1 is removed again when step 2 fails."""
+    pod, namespaces = pod_with_link
+    missing = PodLink(ifname="d9", peer_name="none")
+    executor = Executor(namespaces)
+    with pytest.raises(CniError) as caught:
+        executor.apply(Plan((Step(CREATE, ADDRESS), Step(CREATE, missing))), "br-drv")
+    assert caught.value.code != INTERNAL_ERROR
+    assert [step.obj for step in executor.report.done] == [ADDRESS]
+    assert pod.addresses("d0") == []
