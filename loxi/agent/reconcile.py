@@ -127,7 +127,7 @@ class Reconciler:
         return released
 
     def _leaked(self) -> dict[Owner, Candidate]:
-        from loxi.plan.inventory import take_inventory
+        from loxi.plan.gather import take_inventory
 
         networks = {n.name: n for n in self.served.networks() if n.local and n.host_local is not None}
         paths = [p for p in (self.served.conf_path(name) for name in networks) if p]

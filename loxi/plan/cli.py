@@ -306,7 +306,7 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     from loxi.agent.protocol import DEFAULT_SOCKET
     from loxi.agent.status import agent_status
     from loxi.plan.confdir import default_conf_dir
-    from loxi.plan.inventory import take_inventory
+    from loxi.plan.gather import take_inventory
     from loxi.plan.render import agent_text, inventory_text
 
     # The agent is asked before moving into --node-netns: its status socket is a file, in any namespace.
