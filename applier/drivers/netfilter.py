@@ -15,7 +15,8 @@ import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from applier.drivers.base import Applying, Driver, register, sets
 from compiler.model import Masquerade, Observed, SpoofCheck
@@ -55,11 +56,16 @@ add rule bridge {{ table }} prerouting iifname "{{ port }}" ether saddr != {{ ma
 
 
 def _render(template: str, **values: object) -> str:
-    """jinja2 is imported only by the pods that use netfilter rules."""
-    import jinja2
+    return _compiled(template).render(**values)
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    return env.from_string(template).render(**values)
+
+@cache
+def _compiled(template: str) -> Any:
+    """Each ruleset template compiled once per process (loxi-agent renders them for every pod that has rules);
+    jinja2 is imported only by the pods that use netfilter rules."""
+    from applier.templating import make_environment
+
+    return make_environment(trim=False).from_string(template)
 
 
 class NetfilterError(Exception):

@@ -119,7 +119,7 @@ def _version() -> str:
 
 
 def render_launcher(python: str | None = None, paths: Sequence[str] | None = None, inprocess: bool = False) -> str:
-    from loxi.plan.templating import make_environment
+    from applier.templating import make_environment
 
     python = python or sys.executable
     if not python or not os.path.isabs(python):

@@ -66,7 +66,7 @@ def find_template(name: str) -> Path:
 
 def _environment(directory: Path) -> Any:
     """Operator-supplied templates render in jinja2's sandbox."""
-    from loxi.plan.templating import make_environment
+    from applier.templating import make_environment
 
     return make_environment(directory, sandboxed=True, filters={"tojson": _tojson})
 

@@ -31,7 +31,7 @@ SELF_DESCRIBED = frozenset({"address", "sysctl", "route"})
 
 @cache
 def environment() -> jinja2.Environment:
-    from loxi.plan.templating import make_environment
+    from applier.templating import make_environment
 
     return make_environment(TEMPLATE_DIR, filters={"show": show})
 
