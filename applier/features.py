@@ -13,7 +13,7 @@ import errno
 import os
 from typing import Any
 
-from applier.execute import FEATURE_8021Q, FEATURE_VLAN_FILTERING
+from applier.drivers.base import FEATURE_8021Q, FEATURE_VLAN_FILTERING
 from applier.netlink import NetlinkError
 from intent.config import NetConf
 
