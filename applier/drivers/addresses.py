@@ -17,7 +17,7 @@ from compiler.model.attrs import INDEX, PREFIXLEN
 from compiler.plan import AttrChange
 
 if TYPE_CHECKING:
-    from applier.observe import Observer
+    from applier.observer import Observer
 
 IFA_F_NODAD = 0x02
 

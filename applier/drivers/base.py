@@ -21,7 +21,7 @@ from compiler.plan import CREATE, DELETE, MODIFY, AttrChange, Step
 
 if TYPE_CHECKING:
     from applier.netns import Namespaces
-    from applier.observe import Observer
+    from applier.observer import Observer
 
 FEATURE_VLAN_FILTERING = "bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)"
 FEATURE_8021Q = "802.1Q VLAN devices (CONFIG_VLAN_8021Q)"

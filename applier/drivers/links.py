@@ -31,7 +31,7 @@ from compiler.model.attrs import (
 from compiler.plan import AttrChange
 
 if TYPE_CHECKING:
-    from applier.observe import Observer
+    from applier.observer import Observer
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100

@@ -24,7 +24,7 @@ from compiler.model.attrs import RULE, RULES
 from compiler.plan import AttrChange
 
 if TYPE_CHECKING:
-    from applier.observe import Observer
+    from applier.observer import Observer
 
 MASQ_TABLE = "loxi_cni_masquerade"  # inet family; the reference uses cni_plugins_masquerade
 SPOOF_TABLE = "loxi_cni_macspoof"  # bridge family

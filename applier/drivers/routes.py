@@ -18,7 +18,7 @@ from compiler.model.attrs import GATEWAY, PROTO
 from compiler.plan import AttrChange
 
 if TYPE_CHECKING:
-    from applier.observe import Observer
+    from applier.observer import Observer
 
 MAIN_TABLE = 254
 

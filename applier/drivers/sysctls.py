@@ -17,7 +17,7 @@ from compiler.model.attrs import VALUE
 from compiler.plan import AttrChange
 
 if TYPE_CHECKING:
-    from applier.observe import Observer
+    from applier.observer import Observer
 
 
 def sysctl_file(path: str) -> str:

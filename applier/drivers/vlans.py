@@ -17,7 +17,7 @@ from compiler.model.attrs import INDEX, MASTER, PARENT, UP, VLAN_ID, VLANS
 from compiler.plan import AttrChange
 
 if TYPE_CHECKING:
-    from applier.observe import Observer
+    from applier.observer import Observer
 
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4

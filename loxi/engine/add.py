@@ -14,7 +14,7 @@ from applier import locks
 from applier.execute import ExecutionReport, Executor
 from applier.ipam import IpamResult, open_ipam
 from applier.netns import Namespaces
-from applier.observe import Observer
+from applier.observer import Observer
 from compiler.graph import DesiredState, host_veth_name
 from compiler.model import NODE_NS, POD_NS, Bridge, HostVeth, PodLink, Route
 from compiler.plan import Plan

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from applier.ipam import open_ipam
-from applier.observe import Observer
+from applier.observer import Observer
 from compiler.diff import drift_messages
 from compiler.graph import DesiredState
 from compiler.model import NODE_NS, POD_NS, AddressLease, RouteIntent

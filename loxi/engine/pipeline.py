@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from applier.netns import Namespaces, same_namespace
-from applier.observe import Observer, observe
+from applier.observe import observe
+from applier.observer import Observer
 from compiler.diff import diff
 from compiler.graph import DesiredState, compile_desired, compile_teardown
 from compiler.model import AddressLease, Attachment, HostVeth, RouteIntent, Snapshot

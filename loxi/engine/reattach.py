@@ -15,7 +15,7 @@ caches it for the plan that follows) and only when it exists is the store read.
 from __future__ import annotations
 
 from applier.ipam import Ipam
-from applier.observe import Observer
+from applier.observer import Observer
 from compiler.graph import host_veth_name
 from compiler.model import NODE_NS, POD_NS, Attachment
 from intent.config import NetConf
