@@ -67,22 +67,28 @@ def _manifest_path(bin_dir: str) -> str:
 
 
 def read_manifest(bin_dir: str) -> dict[str, dict[str, Any]]:
-    """{path: {kind, sha256, mode}}; empty when there is none. A corrupt manifest is an error."""
+    """{absolute path: {kind, sha256, mode}}; empty when there is none. A corrupt manifest is an error.
+
+    Paths are recorded relative to the bin dir (an absolute one, as older manifests have, stays as it
+    is): the install container sees the node under /host, the node sees it at /, and both views
+    resolve the same relative path to the same file, so `uninstall` works from either.
+    """
     data = read_target(_manifest_path(bin_dir))
     if data is None:
         return {}
     try:
         doc = json.loads(data)
-        return {entry["path"]: entry for entry in doc["files"]}
+        entries = ({**entry, "path": os.path.normpath(os.path.join(bin_dir, entry["path"]))} for entry in doc["files"])
+        return {entry["path"]: entry for entry in entries}
     except (ValueError, KeyError, TypeError) as err:
         raise InstallError(f"{_manifest_path(bin_dir)}: unreadable manifest ({err}): fix or remove it") from None
 
 
-def _manifest_bytes(entries: dict[str, dict[str, Any]]) -> bytes:
+def _manifest_bytes(bin_dir: str, entries: dict[str, dict[str, Any]]) -> bytes:
     doc = {
         "version": MANIFEST_VERSION,
         "writer": f"{PROG} install (loxi-cni)",
-        "files": [entries[p] for p in sorted(entries)],
+        "files": [{**entries[p], "path": os.path.relpath(p, bin_dir)} for p in sorted(entries)],
     }
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -94,7 +100,7 @@ def write_manifest(bin_dir: str, entries: dict[str, dict[str, Any]]) -> None:
             os.unlink(path)
             fsync_dir(bin_dir)
         return
-    data = _manifest_bytes(entries)
+    data = _manifest_bytes(bin_dir, entries)
     if read_target(path) != data:
         write_atomic(path, data, MANIFEST_MODE)
 

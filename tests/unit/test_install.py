@@ -227,3 +227,37 @@ def test_dockerfile_and_node_scripts() -> None:
     script = (DEPLOY / "loxi-node.sh").read_text()
     assert 'loxi-plan" install' in script and "node-pod-cidr" in script and "loxi-agent" in script
     compile((DEPLOY / "node-pod-cidr.py").read_text(), "node-pod-cidr.py", "exec")
+
+
+def test_uninstall_from_the_node_after_install_from_a_container(tmp_path: Path) -> None:
+    """The DaemonSet's install container writes below /host; the node sees the same files at /. The
+    manifest's paths are relative to the bin dir, so uninstall run on the node finds and removes them."""
+    container = tmp_path / "host"
+    bin_dir, conf_dir = container / "opt/cni/bin", container / "etc/cni/net.d"
+    inst.install(str(bin_dir), str(conf_dir), "loxilight", "10.244.1.0/24", verify=False, shim="")
+    recorded = json.loads((bin_dir / ".loxi-cni.manifest.json").read_text())
+    assert sorted(e["path"] for e in recorded["files"]) == ["../../../etc/cni/net.d/10-loxi.conflist", "loxi-cni"]
+    node = tmp_path / "node"
+    container.rename(node)  # the same tree, seen without the /host prefix
+    removed = inst.uninstall(str(node / "opt/cni/bin"))
+    assert sorted((c.path, c.action) for c in removed) == [
+        (str(node / "etc/cni/net.d/10-loxi.conflist"), "removed"),
+        (str(node / "opt/cni/bin/loxi-cni"), "removed"),
+    ]
+    assert list((node / "etc/cni/net.d").iterdir()) == []
+    assert sorted(p.name for p in (node / "opt/cni/bin").iterdir()) == []
+
+
+def test_a_manifest_with_absolute_paths_still_reads(tmp_path: Path) -> None:
+    """Manifests written before the paths became relative name files by absolute paths: still theirs."""
+    bin_dir = tmp_path / "bin"
+    inst.install(str(bin_dir), str(tmp_path / "net.d"), "loxilight", "10.244.1.0/24", verify=False, shim="")
+    manifest = bin_dir / ".loxi-cni.manifest.json"
+    doc = json.loads(manifest.read_text())
+    for entry in doc["files"]:
+        entry["path"] = str(bin_dir / entry["path"])
+    manifest.write_text(json.dumps(doc))
+    assert sorted(inst.read_manifest(str(bin_dir))) == sorted(
+        [str(tmp_path / "net.d" / inst.DEFAULT_CONF_NAME), str(bin_dir / "loxi-cni")]
+    )
+    assert sorted(c.action for c in inst.uninstall(str(bin_dir))) == ["removed", "removed"]
