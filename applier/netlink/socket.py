@@ -27,7 +27,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from pyroute2.netlink import NLMSG_DONE, NLMSG_ERROR
+from pyroute2.netlink import NLM_F_ACK_TLVS, NLMSG_DONE, NLMSG_ERROR
+from pyroute2.netlink.rtnl import RTM_NEWLINK
 
 from applier.netlink import NetlinkError
 from applier.netlink.fallbacks import IPRouteFallbacks
@@ -47,6 +48,10 @@ SOL_NETLINK = 270
 NETLINK_EXT_ACK = 11  # errors carry the kernel's message ("Nexthop has invalid gateway")
 NETLINK_GET_STRICT_CHK = 12  # the kernel filters dumps by the request's index, master, table
 _NLMSG_SEQUENCE, _NLMSG_SEQUENCE_OFFSET = struct.Struct("=I"), 8
+_NLMSG_HEAD = struct.Struct("=IHHI")  # length, type, flags, sequence: as Marshal.parse reads them
+_IFINFO_INDEX = struct.Struct("=4xi")  # a link message's index, after the header and family, device type
+_LINK_INDEX_END = 16 + _IFINFO_INDEX.size
+_NLMSG_ERRNO = struct.Struct("=i")  # an NLMSG_ERROR's error, after the header
 
 
 class RtnlSocket(IPRouteFallbacks):
@@ -108,8 +113,13 @@ class RtnlSocket(IPRouteFallbacks):
         delete_when_unlisted(monitor, deleter, index)
 
     def link_lookup(self, ifname: str) -> list[int]:
+        """IPRoute's `link_lookup`: the link's index, read off its reply with nothing else decoded."""
         try:
-            return [msg["index"] for msg in self.link("get", ifname=ifname)]
+            try:
+                data = encoded_request(encode_link, "get", {"ifname": ifname})
+            except Unsupported:  # pragma: no cover - every name is encoded
+                return [msg["index"] for msg in self.link("get", ifname=ifname)]
+            return [msg if type(msg) is int else msg["index"] for msg in self.request(data, links_as_index=True)]
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return []
@@ -117,9 +127,9 @@ class RtnlSocket(IPRouteFallbacks):
 
     # -- transport --------------------------------------------------------------
 
-    def request(self, encoded: bytes) -> list[Any]:
+    def request(self, encoded: bytes, links_as_index: bool = False) -> list[Any]:
         """Send one encoded request (`encoded_request`); return its replies, or raise the kernel's error
-        as NetlinkError."""
+        as NetlinkError. `links_as_index`: a link's reply is its index alone (an int), not decoded."""
         self._sequence += 1
         sequence = self._sequence
         message = bytearray(encoded)
@@ -130,15 +140,46 @@ class RtnlSocket(IPRouteFallbacks):
             data, _, recv_flags, _ = self._sock.recvmsg(RECV_BUFFER)
             if recv_flags & socket.MSG_TRUNC:
                 raise NetlinkError(errno.EMSGSIZE, "netlink reply larger than the receive buffer")
-            for reply in self._marshal.parse(data, sequence):
+            if self._parse_into(replies, data, sequence, links_as_index):
+                return replies
+
+    def _parse_into(self, replies: list[Any], data: bytes, sequence: int, links_as_index: bool = False) -> bool:
+        """Append the messages of `data` that answer `sequence` to `replies`; True at its ACK or a dump's end.
+
+        The headers are read here, as pyroute2's Marshal.parse bounds them; an
+        ACK (an NLMSG_ERROR of 0), a plain NLMSG_DONE and an error without the
+        kernel's message (ENODEV of a link read) end the request with nothing
+        decoded, which is most of a pod's replies; every other message (data,
+        an error with an extended ack or ENOBUFS, a DONE with an extended ack)
+        is pyroute2's `parse_one_message`, as before.
+        """
+        offset, size = 0, len(data)
+        while offset <= size - 16:
+            length, msg_type, flags, msg_sequence = _NLMSG_HEAD.unpack_from(data, offset)
+            if not 0 < length <= size:
+                break
+            if msg_sequence == sequence:  # else a reply to an earlier request that was given up on
+                if msg_type == NLMSG_ERROR and length >= 20:
+                    (error,) = _NLMSG_ERRNO.unpack_from(data, offset + 16)
+                    if not error:
+                        return True  # the ACK of a request
+                    if not flags & NLM_F_ACK_TLVS and abs(error) != errno.ENOBUFS:
+                        raise NetlinkError(abs(error))  # no message from the kernel: pyroute2's error alike
+                if msg_type == NLMSG_DONE and not flags & NLM_F_ACK_TLVS:
+                    return True  # end of a dump
+                if links_as_index and msg_type == RTM_NEWLINK and length >= _LINK_INDEX_END:
+                    replies.append(_IFINFO_INDEX.unpack_from(data, offset + 16)[0])
+                    offset += length
+                    continue
+                reply = self._marshal.parse_one_message(msg_type, flags, msg_sequence, data, offset, length)
                 header = reply["header"]
-                if header["sequence_number"] != sequence:
-                    continue  # a reply to an earlier request that was given up on
                 if header.get("error") is not None:
                     raise header["error"]
                 if header["type"] in (NLMSG_DONE, NLMSG_ERROR):
-                    return replies  # end of a dump, or the ACK of a request
+                    return True
                 replies.append(reply)
+            offset += length
+        return False
 
     def close(self) -> None:
         self._sock.close()

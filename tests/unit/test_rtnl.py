@@ -293,3 +293,75 @@ def test_a_veth_outside_the_plain_cases_is_refused_or_left_to_pyroute2():
         rtnl_module.encode_veth_add({**base, "peer": {"ifname": "eth0", "other": 1}})
     for odd in ({**base, "ifname": "vé"}, {**base, "mtu": True}, {**base, "address": "2:0:0:0:0:1"}):
         assert rtnl_module.encode_veth_add(odd) == rtnl_module._encode(encode_link, "add", odd)
+
+
+def _per_pod_calls():
+    for address, prefixlen in (("10.1.2.3", 16), ("192.168.255.254", 32), ("fd00::1", 64), ("2001:db8::abcd:1", 128)):
+        for command in ("add", "del"):
+            for extra in ({}, {"flags": 2}, {"flags": 0}):
+                yield encode_addr, command, {"index": 5, "address": address, "prefixlen": prefixlen, **extra}
+    for name_len in range(1, 16):
+        yield encode_link, "set", {"ifname": "v" * name_len, "ifalias": "loxi-cni net pod " + "a" * name_len}
+        yield encode_link, "set", {"index": name_len, "ifalias": "x" * name_len}
+    for index in (1, 7, 65535, 2**31 - 1):
+        yield encode_link, "del", {"index": index}
+
+
+@pytest.mark.parametrize(("encoder", "command", "kwarg"), list(_per_pod_calls()))
+def test_a_per_pod_request_packed_directly_is_what_pyroute2_encodes(encoder, command, kwarg):
+    """packed_request's bytes (an address, an alias, a deletion: never the same twice) are pyroute2's."""
+    assert rtnl_module.packed_request(encoder, command, kwarg) == rtnl_module._encode(encoder, command, kwarg)
+    assert encoded_request(encoder, command, kwarg) == rtnl_module._encode(encoder, command, kwarg)
+
+
+def test_a_per_pod_request_outside_the_plain_cases_is_left_to_pyroute2():
+    odd = [
+        (encode_link, "set", {"ifname": "vé", "ifalias": "x"}),
+        (encode_link, "set", {"index": 3, "ifalias": "pod ünïcode"}),
+        (encode_link, "del", {"index": True}),
+        (encode_addr, "add", {"index": 2, "address": "10.1.0.1", "prefixlen": True}),
+        (encode_addr, "add", {"index": 2, "address": "fd00::1", "prefixlen": 64, "flags": 1 << 33}),
+    ]
+    for encoder, command, kwarg in odd:
+        assert rtnl_module.packed_request(encoder, command, kwarg) is None
+    assert encoded_request(*odd[1]) == rtnl_module._encode(*odd[1])
+    assert rtnl_module.packed_request(encode_link, "get", {"ifname": "eth0"}) is None  # remembered, not packed
+    with pytest.raises(ValueError):  # refused as encode_addr refuses it
+        encoded_request(encode_addr, "add", {"index": 2, "address": "10.1.0.300", "prefixlen": 24})
+
+
+def _nlmsg(msg_type, flags, sequence, payload=b""):
+    return struct.pack("=IHHII", 16 + len(payload), msg_type, flags, sequence, 0) + payload
+
+
+def test_replies_are_read_to_their_ack_or_the_dumps_end_without_decoding_them():
+    """RtnlSocket's reader: ACKs and DONEs end a request undecoded, other sequences are skipped, an error
+    is the kernel's NetlinkError, and a link lookup's reply is its index alone."""
+    from applier.netlink import NetlinkError
+    from applier.netlink.messages import RtnlMarshal
+    from applier.netlink.socket import RtnlSocket
+
+    sock = object.__new__(RtnlSocket)
+    sock._marshal = RtnlMarshal()
+    ack = _nlmsg(2, 0x100, 7, struct.pack("=i", 0) + _nlmsg(16, 5, 7))
+    replies = []
+    assert sock._parse_into(replies, _nlmsg(2, 0, 6, struct.pack("=i", -19) + _nlmsg(16, 5, 6)) + ack, 7)
+    assert replies == []
+    assert sock._parse_into(replies, _nlmsg(3, 2, 7, struct.pack("=i", 0)), 7)
+    assert not sock._parse_into(replies, _nlmsg(3, 2, 6, struct.pack("=i", 0)), 7)
+    with pytest.raises(NetlinkError) as refused:
+        sock._parse_into(replies, _nlmsg(2, 0, 7, struct.pack("=i", -19) + _nlmsg(18, 5, 7)), 7)
+    assert refused.value.code == 19 and refused.value.args == (19, "No such device")
+    text = b"Nexthop has invalid gateway\0"
+    extended = struct.pack("=i", -22) + _nlmsg(24, 5, 7) + struct.pack("=HH", 4 + len(text), 1) + text + b"\0"
+    with pytest.raises(NetlinkError) as refused:  # the kernel's message: pyroute2 decodes the error
+        sock._parse_into(replies, _nlmsg(2, 0x300, 7, extended), 7)
+    assert refused.value.args == (22, "Nexthop has invalid gateway")
+    link = ifinfmsg()
+    link["index"], link["attrs"] = 42, [("IFLA_IFNAME", "eth0")]
+    link["header"]["type"], link["header"]["sequence_number"] = 16, 7
+    link.encode()
+    assert sock._parse_into(replies, bytes(link.data) + ack, 7, links_as_index=True)
+    assert replies == [42]
+    assert sock._parse_into(replies, bytes(link.data) + ack, 7)
+    assert replies[1]["index"] == 42 and replies[1].get("IFLA_IFNAME") == "eth0"
