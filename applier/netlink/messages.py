@@ -106,17 +106,19 @@ class LazyNlas:
     def decode_nlas(self, offset: int) -> None:
         """Slots for the attribute chain, as pyroute2 bounds it; no attribute object is made here."""
         names, attr_map = self._names(), self._attr_map()
-        owner, attrs, data = weakref.ref(self), self["attrs"], self.data
-        start, total = self.offset, self.length
-        while offset - start <= total - 4:
-            length, nla_type = _NLA_HEADER.unpack_from(data, offset)
-            length = min(max(length, 4), total - offset + start)
-            base_type = nla_type & ~_NLA_FLAG_BITS
+        owner, append, data = weakref.ref(self), self["attrs"].append, self.data
+        header, end, mask = _NLA_HEADER.unpack_from, self.offset + self.length, ~_NLA_FLAG_BITS
+        while offset <= end - 4:  # the loop of every reply's every attribute: kept to plain operations
+            length, nla_type = header(data, offset)
+            if length < 4:
+                length = 4
+            if length > end - offset:
+                length = end - offset
             if names is not None:
-                name = names.get(base_type, _UNKNOWN)
+                name = names.get(nla_type & mask, _UNKNOWN)
             else:
-                name = attr_map[base_type]["name"] if base_type in attr_map else _UNKNOWN
-            attrs.append(LazySlot(name, owner, offset, length, nla_type))
+                name = attr_map[nla_type & mask]["name"] if nla_type & mask in attr_map else _UNKNOWN
+            append(LazySlot(name, owner, offset, length, nla_type))
             offset += (length + 3) & ~3
 
     def build_nla(self, offset: int, length: int, nla_type: int) -> Any:

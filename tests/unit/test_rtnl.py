@@ -365,3 +365,21 @@ def test_replies_are_read_to_their_ack_or_the_dumps_end_without_decoding_them():
     assert replies == [42]
     assert sock._parse_into(replies, bytes(link.data) + ack, 7)
     assert replies[1]["index"] == 42 and replies[1].get("IFLA_IFNAME") == "eth0"
+
+
+@pytest.mark.parametrize("kwarg", [{"ifname": "v" * n} for n in range(1, 16)] + [{"index": i} for i in (1, 2**31 - 1)])
+def test_a_link_read_encoded_afresh_is_packed_as_pyroute2_encodes_it(kwarg):
+    """A link read by a name not remembered (the pod's new veth) is packed directly, to pyroute2's bytes."""
+    msg, msg_type, flags = encode_link("get", kwarg)
+    msg["header"]["type"], msg["header"]["flags"] = msg_type, flags
+    msg.encode()
+    assert rtnl_module._packed_link_get(kwarg) == rtnl_module._encode(encode_link, "get", kwarg) == bytes(msg.data)
+
+
+def test_a_link_read_outside_the_plain_cases_is_left_to_pyroute2():
+    for kwarg in ({"ifname": "vé"}, {"index": True}, {"ifname": "v0", "index": 3}):
+        assert rtnl_module._packed_link_get(kwarg) is None
+    msg, msg_type, flags = encode_link("get", {"ifname": "vé"})
+    msg["header"]["type"], msg["header"]["flags"] = msg_type, flags
+    msg.encode()
+    assert rtnl_module._encode(encode_link, "get", {"ifname": "vé"}) == bytes(msg.data)
