@@ -29,8 +29,8 @@ def host_local_config(conf: Mapping[str, Any], request: CniRequest) -> HostLocal
     """The config this request's command uses: ADD's with the requested addresses (CNI_ARGS IP,
     args.cni.ips, runtimeConfig.ips), DEL's and CHECK's without them (they only look leases up:
     a bad requested IP must not stop a cleanup), any other command's without CNI_ARGS."""
-    if request.command == "ADD":
-        return load_host_local(conf, request.args)
+    if request.command == "ADD":  # of CNI_ARGS only IP is read: the pod's name and namespace would defeat the cache
+        return load_host_local(conf, {"IP": request.args["IP"]} if "IP" in request.args else {})
     if request.command not in _WITHOUT_REQUESTS:
         return load_host_local(conf, {})
     trimmed = dict(conf)

@@ -147,3 +147,28 @@ def test_add_retried_add_check_and_del_each_parse_the_config_once(netns: NetnsFa
     check, delete = calls(("CHECK", {**conf, "prevResult": prev}), ("DEL", {**conf, "prevResult": prev}))
     assert check["rc"] == 0 and delete["rc"] == 0, (check, delete)
     assert [add["parsed"], retried["parsed"], check["parsed"], delete["parsed"]] == [1, 1, 1, 1]
+
+
+def test_adds_of_other_pods_share_one_parsed_config_and_a_requested_ip_still_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADD's config is remembered by the conf and CNI_ARGS' IP only: kubelet's K8S_POD_* differ
+    for every pod and must not make each ADD parse the conf again; IP still picks the address."""
+    import intent.ipam_config as ipam_config
+
+    parsed = []
+    real = ipam_config._load_host_local
+    monkeypatch.setattr(ipam_config, "_load_host_local", lambda conf, args: parsed.append(1) or real(conf, args))
+    monkeypatch.setattr(ipam_config, "_loaded", {})
+    conf = host_local_conf(tmp_path)
+
+    def add_request(cid: str, **args: str) -> CniRequest:
+        kube = {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": "default", "K8S_POD_NAME": f"pod-{cid}"}
+        return CniRequest(command="ADD", container_id=cid, netns="/proc/self/ns/net", ifname="eth0", args=kube | args)
+
+    first, second = open_ipam(conf, b"", add_request("c1")), open_ipam(conf, b"", add_request("c2"))
+    assert first is not None and second is not None and first.config is second.config
+    assert len(parsed) == 1
+    pinned = open_ipam(conf, b"", add_request("c3", IP="10.88.0.5"))
+    assert pinned is not None and [str(lease.address) for lease in pinned.add().leases] == ["10.88.0.5/29"]
+    assert len(parsed) == 2
