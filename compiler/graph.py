@@ -7,6 +7,7 @@ graph's topological order is the order of creation; teardown runs it backwards.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections import Counter
@@ -21,6 +22,8 @@ from compiler.model import (
     Attachment,
     Bridge,
     HostVeth,
+    IPAddress,
+    IPInterface,
     Masquerade,
     NetObject,
     ObjectKey,
@@ -116,6 +119,10 @@ def parse_owner_alias(alias: str | None) -> tuple[str, str, str] | None:
     return parts[1], parts[2], parts[3]
 
 
+ORDERS_CACHE_SIZE = 256  # graph shapes: a node's confs make a handful
+_orders: dict[tuple[tuple[int, ...], tuple[tuple[int, int], ...]], tuple[int, ...]] = {}
+
+
 @dataclass
 class DesiredState:
     """The graph of what must exist, plus what must not (teardown)."""
@@ -130,13 +137,27 @@ class DesiredState:
         return self.graph.nodes[key]["obj"]
 
     def order(self) -> list[NetObject]:
-        """Creation order: dependencies first, node namespace before the pod's, then by kind."""
+        """Creation order: dependencies first, node namespace before the pod's, then by kind.
 
-        def tie_break(key: ObjectKey) -> tuple[int, int, str]:
-            obj = self.graph.nodes[key]["obj"]
-            return (0 if obj.ns == NODE_NS else 1, obj.rank, str(key))
-
-        return [self.graph.nodes[k]["obj"] for k in lexicographical_topological_sort(self.graph, key=tie_break)]
+        networkx's lexicographical sort consults nothing but the edges and how the nodes'
+        (tie-break, insertion index) pairs compare, so its order, as insertion indices, is
+        remembered under exactly that: the edges by index and the rank of each node's pair.
+        Every pod's graph of a conf has the same shape; each new shape is sorted by networkx."""
+        data = self.graph.nodes
+        keys = list(data)
+        objs = [data[key]["obj"] for key in keys]
+        ties = [(0 if obj.ns == NODE_NS else 1, obj.rank, str(key)) for key, obj in zip(keys, objs, strict=True)]
+        index = {key: i for i, key in enumerate(keys)}
+        edges = tuple(sorted((index[u], index[v]) for u, v in self.graph.edges))
+        shape = (tuple(sorted(range(len(keys)), key=lambda i: (ties[i], i))), edges)
+        found = _orders.get(shape)
+        if found is None:
+            sort = lexicographical_topological_sort(self.graph, key=lambda key: ties[index[key]])
+            found = tuple(index[key] for key in sort)
+            if len(_orders) >= ORDERS_CACHE_SIZE:
+                _orders.clear()
+            _orders[shape] = found
+        return [objs[i] for i in found]
 
     def by_kind(self, cls: type) -> list:
         return [obj for obj in self.objects() if isinstance(obj, cls)]
@@ -199,6 +220,11 @@ def _gateway_for(lease: AddressLease) -> ipaddress.IPv4Address | ipaddress.IPv6A
     return lease.gateway or next(lease.interface.network.hosts())
 
 
+@functools.lru_cache(maxsize=256)  # a conf's gateways: the same few for every pod
+def _gateway_interface(gateway: IPAddress, prefixlen: int) -> IPInterface:
+    return ipaddress.ip_interface(f"{gateway}/{prefixlen}")
+
+
 def compile_desired(
     conf: NetConf,
     attachment: Attachment,
@@ -249,7 +275,7 @@ def compile_desired(
         )
         if conf.is_gateway:
             gw = _gateway_for(lease)
-            gw_iface = ipaddress.ip_interface(f"{gw}/{lease.interface.network.prefixlen}")
+            gw_iface = _gateway_interface(gw, lease.interface.network.prefixlen)
             gateway_objects.append(
                 builder.add(
                     Address(link=conf.bridge, interface=gw_iface, exclusive_ipv4=conf.force_address), needs=[bridge]

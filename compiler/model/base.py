@@ -9,6 +9,7 @@ and which other objects it cannot share its link with.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from intent.iptypes import IPAddress, IPInterface, IPNetwork  # noqa: F401  (re-exported)
@@ -76,8 +77,10 @@ class NetObject:
     def name(self) -> str:
         raise NotImplementedError
 
-    @property
+    @cached_property
     def key(self) -> ObjectKey:
+        """Computed once per object (the fields it is made of are frozen): the graph, the diff
+        and the drivers ask it tens of times a call."""
         return ObjectKey(self.ns, self.kind, self.name)
 
     @property

@@ -10,6 +10,7 @@ import pytest
 from compiler.diff import diff, drift_messages
 from compiler.graph import compile_desired, compile_teardown, host_veth_name
 from compiler.model import (
+    NODE_NS,
     Address,
     AddressLease,
     Attachment,
@@ -366,3 +367,32 @@ def test_uplink_needs_a_vlan():
     with pytest.raises(CniError) as err:
         conf_of(vlanID=None, uplink="eth1")
     assert err.value.msg == "invalid network config: uplink needs vlanID (or vlan)"
+
+
+def _networkx_order(desired):
+    """The order as networkx sorts this very graph, nothing remembered."""
+    from compiler.networkx_lean import lexicographical_topological_sort
+
+    def tie_break(key):
+        obj = desired.graph.nodes[key]["obj"]
+        return (0 if obj.ns == NODE_NS else 1, obj.rank, str(key))
+
+    return [desired.graph.nodes[k]["obj"] for k in lexicographical_topological_sort(desired.graph, key=tie_break)]
+
+
+def test_the_remembered_order_is_networkx_order_for_every_graph_of_a_shape(monkeypatch):
+    """Pods of one conf share a graph shape; names that sort the other way (10.244.1.9 against
+    10.244.1.10, one container id against another) must still get networkx's own order."""
+    import compiler.graph as graph
+
+    monkeypatch.setattr(graph, "_orders", {})
+    graphs = []
+    for cid, address in (("c0ffee", "10.244.1.9/24"), ("beef", "10.244.1.10/24"), ("aaa", "10.244.1.200/24")):
+        lease = AddressLease(ipaddress.ip_interface(address), ipaddress.ip_address("10.244.1.1"))
+        attachment = Attachment("loxilight_cni", cid, "eth0", f"/var/run/netns/{cid}")
+        for conf in (conf_of(), conf_of(isDefaultGateway=True), conf_of(vlanID=None)):
+            graphs.append(compile_desired(conf, attachment, [lease], ROUTES))
+            graphs.append(compile_teardown(conf, attachment, pod=True))
+    for desired in graphs + graphs:  # the second pass is answered from what the first remembered
+        assert desired.order() == _networkx_order(desired)
+    assert 0 < len(graph._orders) < len(graphs)
