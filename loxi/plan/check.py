@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from compiler.graph import DesiredState, host_veth_name
+from compiler.graph import DesiredState
 from compiler.model import ObjectKey, Snapshot
 from compiler.plan import MODIFY, Plan, Step
 from intent.config import NetConf
@@ -20,7 +20,7 @@ from intent.env import CniRequest
 from loxi.engine.pipeline import Wanted, attachment_of, pipeline
 from loxi.plan import addresses as addr
 from loxi.plan.addresses import Addresses
-from loxi.plan.dryrun import FORMAT_VERSION, pod_namespaces
+from loxi.plan.dryrun import FORMAT_VERSION, pod_namespaces, report_header
 
 PASS = "pass"
 FAIL = "fail"
@@ -195,13 +195,4 @@ def check_attachment(conf: NetConf, request: CniRequest, node_netns: str = "") -
     with pod_namespaces(request.netns) as namespaces:
         planned = pipeline(namespaces, Wanted(conf, attachment, found.compiler_leases(), found.routes))
     rows = compare(planned.desired, planned.snapshot, planned.plan)
-    return CheckReport(
-        network=conf.name,
-        container_id=request.container_id,
-        ifname=request.ifname,
-        pod_netns=request.netns,
-        node_netns=node_netns,
-        host_veth=host_veth_name(attachment),
-        addresses=found,
-        objects=tuple(rows),
-    )
+    return CheckReport(objects=tuple(rows), **report_header(conf, request, node_netns, found))

@@ -100,18 +100,20 @@ def pod_namespaces(path: str) -> Namespaces:
 def _report(
     command: str, conf: NetConf, request: CniRequest, node_netns: str, found: Addresses, plan: Plan
 ) -> PlanReport:
-    attachment = attachment_of(conf, request)
-    return PlanReport(
-        command=command,
-        network=conf.name,
-        container_id=request.container_id,
-        ifname=request.ifname,
-        pod_netns=request.netns,
-        node_netns=node_netns,
-        host_veth=host_veth_name(attachment),
-        addresses=found,
-        plan=plan,
-    )
+    return PlanReport(command=command, plan=plan, **report_header(conf, request, node_netns, found))
+
+
+def report_header(conf: NetConf, request: CniRequest, node_netns: str, found: Addresses) -> dict[str, Any]:
+    """What every loxi-plan report of one attachment starts with (dry-run's plan and check's table alike)."""
+    return {
+        "network": conf.name,
+        "container_id": request.container_id,
+        "ifname": request.ifname,
+        "pod_netns": request.netns,
+        "node_netns": node_netns,
+        "host_veth": host_veth_name(attachment_of(conf, request)),
+        "addresses": found,
+    }
 
 
 def plan_add(conf: NetConf, request: CniRequest, node_netns: str = "") -> PlanReport:
