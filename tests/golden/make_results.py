@@ -193,29 +193,9 @@ def seed_conf(data_dir: Path, **overrides: Any) -> dict:
     """The blog post's conf (../shared/seed/000_20ce2d808fe5d2ca.txt, /etc/cni/net.d/01-loxilight.conf)
     as written there, cniVersion 0.2.0 included, with its empty subnet and route filled in with the
     node's pod CIDR and the service CIDR, and without `vlanID` (this host kernel has no 802.1Q)."""
-    conf: dict[str, Any] = {
-        "cniVersion": "0.2.0",
-        "name": NETWORK,
-        "type": "loxi-cni",
-        "bridge": "hsvlan100",
-        "isGateway": True,
-        "isDefaultGateway": False,
-        "mtu": 1500,
-        "hairpinMode": False,
-        "promiscMode": False,
-        "ipam": {
-            "type": "host-local",
-            "subnet": "10.244.1.0/24",
-            "routes": [{"dst": "10.96.0.0/12"}],
-            "dataDir": str(data_dir),
-        },
-    }
-    for key, value in overrides.items():
-        if value is None:
-            conf.pop(key, None)
-        else:
-            conf[key] = value
-    return conf
+    from tests.conftest import make_conf  # the suite's seed conf, but in the post's cniVersion
+
+    return make_conf(data_dir, **{"cniVersion": "0.2.0", **overrides})
 
 
 def with_prev(conf: dict, add: Call) -> dict:
