@@ -35,14 +35,12 @@ out, so a bad one cannot block a cleanup; GC's and STATUS's drop CNI_ARGS only, 
 
 Modules: `result` (Lease, IpamResult, GcOutcome), `hostlocal` (HostLocalIpam, resolv.conf),
 `allocator` (HostLocalStore: which address), `store` (the lease directory on disk),
-`delegate` (DelegatedIpam: the exec and its result in any CNI version). `ipam_add`,
-`ipam_check`, `ipam_del` and `ipam_preview` below are one-shot calls for tests and scripts.
+`delegate` (DelegatedIpam: the exec and its result in any CNI version).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
-from dataclasses import replace
 from typing import Any, Protocol
 
 from applier.ipam.allocator import Allocation, HostLocalStore
@@ -61,10 +59,6 @@ __all__ = [
     "Ipam",
     "IpamResult",
     "Lease",
-    "ipam_add",
-    "ipam_check",
-    "ipam_del",
-    "ipam_preview",
     "ipam_type",
     "is_host_local",
     "open_ipam",
@@ -115,28 +109,3 @@ def open_ipam(conf: Mapping[str, Any], stdin: bytes, request: CniRequest) -> Ipa
     if kind == HOST_LOCAL:
         return HostLocalIpam(conf, request)
     return DelegatedIpam(kind, stdin, request)
-
-
-# -- one-shot calls, for tests and scripts: each opens the IPAM as `command` would -----------------
-
-
-def _opened(conf: Mapping[str, Any], stdin: bytes, request: CniRequest, command: str) -> Ipam:
-    ipam = open_ipam(conf, stdin, replace(request, command=command))
-    return ipam if ipam is not None else DelegatedIpam("", stdin, request)  # refused: no plugin name
-
-
-def ipam_add(conf: Mapping[str, Any], stdin: bytes, request: CniRequest) -> IpamResult:
-    return _opened(conf, stdin, request, "ADD").add()
-
-
-def ipam_del(conf: Mapping[str, Any], stdin: bytes, request: CniRequest) -> None:
-    _opened(conf, stdin, request, "DEL").delete()
-
-
-def ipam_check(conf: Mapping[str, Any], stdin: bytes, request: CniRequest) -> IpamResult:
-    return _opened(conf, stdin, request, "CHECK").check()
-
-
-def ipam_preview(conf: Mapping[str, Any], request: CniRequest) -> IpamResult | None:
-    ipam = open_ipam(conf, b"", replace(request, command="ADD"))
-    return None if ipam is None else ipam.preview()

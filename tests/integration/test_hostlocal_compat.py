@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 import applier.ipam.delegate as delegate
-from applier.ipam import ipam_add, ipam_check, ipam_del, result_from_document
+from applier.ipam import result_from_document
 from applier.ipam.allocator import HostLocalStore
 from applier.ipam.delegate import run_ipam_plugin
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, GENERIC_GO_ERROR, INVALID_NETWORK_CONFIG, CniError
 from intent.ipam_config import load_host_local
+from tests.ipam_helpers import ipam_add, ipam_check, ipam_del
 
 CNI_DIR = "/usr/lib/cni"
 REFERENCE = Path(CNI_DIR) / "host-local"

@@ -15,10 +15,6 @@ import pytest
 
 from applier.ipam import (
     IpamResult,
-    ipam_add,
-    ipam_check,
-    ipam_del,
-    ipam_preview,
     is_host_local,
     parse_resolv_conf,
     result_from_document,
@@ -29,6 +25,7 @@ from applier.ipam.store import TMP_PREFIX
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, GENERIC_GO_ERROR, INVALID_ENVIRONMENT, IO_FAILURE, CniError
 from intent.ipam_config import load_host_local
+from tests.ipam_helpers import ipam_add, ipam_check, ipam_del, ipam_preview
 
 V4 = [[{"subnet": "10.88.0.0/29"}]]  # pool 10.88.0.2 .. 10.88.0.6, gateway .1
 DUAL = [[{"subnet": "10.88.0.0/29"}], [{"subnet": "fd00::/125"}]]
