@@ -9,13 +9,11 @@ Stdlib only.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any
 
-from intent.errors import INCOMPATIBLE_VERSION, INVALID_NETWORK_CONFIG, CniError
+from intent.errors import INCOMPATIBLE_VERSION, INVALID_NETWORK_CONFIG, CniError, dumps_indented
 from intent.versions import parse_version
 
 
@@ -150,65 +148,6 @@ def require_convertible(version: str, has_addresses: bool) -> None:
 def format_result(result: Result, version: str) -> str:
     """The Go library's layout: 4-space indent, no trailing newline."""
     return dumps_indented(result_to_dict(result, version))
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-_STR = frozenset({str})
-_PAD = ["\n" + " " * (4 * level) for level in range(8)]  # a newline and the indent of each level
-_encoders: dict[int, Any] = {}  # nesting level -> json's C encoder whose item separator indents to that level
-
-
-def _encoder(level: int) -> Any:
-    enc = _encoders.get(level)
-    if enc is None:
-        enc = _encoders[level] = c_make_encoder(
-            None, None, encode_basestring_ascii, None, ": ", "," + _pad(level), False, False, True
-        )
-    return enc
-
-
-def _pad(level: int) -> str:
-    return _PAD[level] if level < len(_PAD) else "\n" + " " * (4 * level)
-
-
-def _indented(value: Any, level: int) -> str | None:
-    """`value` as `json.dumps(value, indent=4)` prints it at `level`; None for what only json.dumps may say."""
-    kind = type(value)
-    if kind is dict:
-        items = value.values()
-    elif kind is list or kind is tuple:
-        items = value
-    elif kind is str:
-        return encode_basestring_ascii(value)
-    elif kind in _SCALARS:
-        return "".join(_encoder(0)(value, 0))
-    else:
-        return None
-    if not value:
-        return "{}" if kind is dict else "[]"
-    if kind is dict and not _STR.issuperset(map(type, value)):
-        return None  # json's coercion of other keys: left to json
-    close = _pad(level)
-    if _SCALARS.issuperset(map(type, items)):  # json's C encoder lays out a container of scalars
-        flat = "".join(_encoder(level + 1)(value, 0))
-        return flat[0] + _pad(level + 1) + flat[1:-1] + close + flat[-1]
-    parts = [_indented(item, level + 1) for item in items]
-    if None in parts:
-        return None
-    if kind is dict:
-        parts = [f"{encode_basestring_ascii(key)}: {text}" for key, text in zip(value, parts, strict=True)]
-        return "{" + _pad(level + 1) + ("," + _pad(level + 1)).join(parts) + close + "}"
-    return "[" + _pad(level + 1) + ("," + _pad(level + 1)).join(parts) + close + "]"
-
-
-def dumps_indented(doc: Any) -> str:
-    """`json.dumps(doc, indent=4)`, byte for byte, with json's C encoder doing the encoding: its
-    pure-Python encoder (which `indent` selects) costs more than the rest of a result's printing."""
-    try:
-        text = _indented(doc, 0) if c_make_encoder is not None else None
-    except RecursionError:  # a cycle, or nesting too deep: json.dumps says which
-        text = None
-    return json.dumps(doc, indent=4) if text is None else text
 
 
 def _prev_fail(where: str, msg: str) -> CniError:
