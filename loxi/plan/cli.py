@@ -187,6 +187,16 @@ def _json(doc: Any, out: TextIO) -> None:
     out.write(json.dumps(doc, indent=2) + "\n")
 
 
+def _print_report(report: Any, output: str, text: Callable[[Any], str], found: bool, out: TextIO) -> int:
+    """dry-run's plan or check's table, as --output asks; the exit status scripts read: 2 when `found`
+    (changes pending, drift), else 0. One tail, so the two commands cannot drift apart in either."""
+    if output == "json":
+        _json(report.to_dict(), out)
+    else:
+        out.write(text(report))
+    return EXIT_CHANGES if found else EXIT_OK
+
+
 # -- commands -------------------------------------------------------------------
 
 
@@ -203,11 +213,7 @@ def _dry_run(args: argparse.Namespace, out: TextIO) -> int:
         raise PlanError("dry-run: --netns (the pod's network namespace) is required for ADD")
     conf = netconf_of(load_conf(args.conf), request)
     report = plan_add(conf, request, node) if command == ADD else plan_del(conf, request, node)
-    if args.output == "json":
-        _json(report.to_dict(), out)
-    else:
-        out.write(plan_text(report))
-    return EXIT_CHANGES if report.changes_pending else EXIT_OK
+    return _print_report(report, args.output, plan_text, report.changes_pending, out)
 
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:
@@ -221,11 +227,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     if not args.netns:
         raise PlanError("check: --netns (the pod's network namespace) is required")
     report = check_attachment(netconf_of(load_conf(args.conf), request), request, node)
-    if args.output == "json":
-        _json(report.to_dict(), out)
-    else:
-        out.write(check_text(report))
-    return EXIT_CHANGES if report.drift else EXIT_OK
+    return _print_report(report, args.output, check_text, report.drift, out)
 
 
 def _validate(args: argparse.Namespace, out: TextIO) -> int:
