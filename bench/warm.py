@@ -211,7 +211,9 @@ def engine_rounds(
 
     try:
         in_netns(node)
-        import loxi.engine.commands  # noqa: F401  (the agent imports it before it listens)
+        from loxi.agent.daemon import load_engine
+
+        load_engine()  # what the agent does before it listens: imports, schema, the stores watched
 
         call("DEL", 0, conf(data_dir, bridge))  # loads the lazy imports of every command
         call("DEL", 0, conf(data_dir, bridge, json.loads(call("ADD", 0, conf(data_dir, bridge)))))

@@ -168,8 +168,7 @@ class HostLocalStore(LeaseStore):
 
     @staticmethod
     def _holds(snap: _Snapshot, container_id: str, ifname: str) -> bool:
-        wanted = (_owner_text(container_id, ifname), container_id.strip())
-        return any(snap.owner(key) in wanted for key in snap.leases)
+        return bool(snap.held(_owner_text(container_id, ifname)) or snap.held(container_id.strip()))
 
     def allocations(self) -> list[Allocation]:
         snap = self._read_snapshot()
@@ -247,8 +246,7 @@ class HostLocalStore(LeaseStore):
         def fail(msg: str) -> CniError:
             return CniError(GENERIC_GO_ERROR, f"failed to allocate for range {index}: {msg}")
 
-        snap = _Snapshot(directory)
-        taken = snap.taken(rset.family)
+        snap = _Snapshot.of(directory)
         cid = owner.partition(LINE_BREAK)[0]
         held = snap.held(owner, rset)
         if held and (requested is None or requested in held):
@@ -264,14 +262,14 @@ class HostLocalStore(LeaseStore):
                     raise fail(f"{requested} not in range set {rset.text}")
                 if requested == rng.gateway:
                     raise fail(f"requested ip {requested} is subnet's gateway")
-                free = int(requested) not in taken and (reserver is None or reserver.take(requested))
+                free = not snap.is_taken(_ip_key(requested)) and (reserver is None or reserver.take(requested))
                 if not free:
                     raise fail(f"requested IP address {requested} is not available in range set {rset.text}")
                 return self._make_lease(requested, index, rset), str(requested) if write else None
 
             family = type(rset.ranges[0].range_start)
             for _, value in _round_robin(rset, self._last_reserved(directory, index)):
-                if value in taken:
+                if snap.is_taken((rset.family, value)):
                     continue
                 ip = family(value)
                 if reserver is None or reserver.take(ip):

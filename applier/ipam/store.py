@@ -22,7 +22,7 @@ import functools
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
@@ -94,23 +94,15 @@ def _io_error(action: str, err: OSError) -> CniError:
     return CniError(IO_FAILURE, f"host-local store: {action}: {err.strerror or err}")
 
 
-# Lease contents a long-lived process (loxi-agent, `remember_lease_contents`) has read, by the
-# file's (device, inode): (ctime, mtime, size) as read, and the text.
-_lease_texts: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
-_remember = False
-LEASE_TEXTS_MAX = 1 << 16
-# A file is remembered only once it is this old (ns): the kernel's timestamps are coarse
-# (a jiffy), and a file deleted and made again under a reused inode must not look the same.
-SETTLED_NS = 1_000_000_000
+# How a long-lived process (loxi-agent) answers `_Snapshot.of` from what it already knows: set by
+# `applier.ipam.watch.watch_stores`; it returns None for a store it cannot watch, which is then scanned.
+StoreIndex = Callable[["_Dir"], "_Snapshot | None"]
+_store_index: StoreIndex | None = None
 
 
-def remember_lease_contents(on: bool = True) -> None:
-    """Read each lease file once per process (loxi-agent): later scans stat it, and read it again
-    only when its inode, ctime, mtime or size changed. A lease file is written once, under the
-    lock, when it is made; a cold process reads every file every time, as before."""
-    global _remember
-    _remember = on
-    _lease_texts.clear()
+def set_store_index(index: StoreIndex | None) -> None:
+    global _store_index
+    _store_index = index
 
 
 class _Dir:
@@ -127,29 +119,6 @@ class _Dir:
         """The content of a regular file, or None for anything else (symlink, fifo, gone)."""
         found = self._read(name, limit)
         return None if found is None else found[1]
-
-    def read_lease(self, name: str) -> str | None:
-        """`read(name)`, from what this process remembers of the file when it has not changed since."""
-        if not _remember:
-            return self.read(name)
-        try:
-            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
-        except OSError:
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        known = _lease_texts.get((st.st_dev, st.st_ino))
-        if known is not None and known[0] == (st.st_ctime_ns, st.st_mtime_ns, st.st_size):
-            return known[1]
-        found = self._read(name, MAX_LEASE_BYTES)
-        if found is None:
-            return None
-        st, text = found
-        if st.st_ctime_ns < time.time_ns() - SETTLED_NS and st.st_size <= MAX_LEASE_BYTES:
-            if len(_lease_texts) >= LEASE_TEXTS_MAX:
-                _lease_texts.clear()
-            _lease_texts[(st.st_dev, st.st_ino)] = ((st.st_ctime_ns, st.st_mtime_ns, st.st_size), text)
-        return text
 
     def _read(self, name: str, limit: int) -> tuple[os.stat_result, str] | None:
         try:
@@ -215,17 +184,48 @@ class _Dir:
 
 
 class _Snapshot:
-    """The lease files of one directory listing, with contents read lazily and at most once."""
+    """The lease files of one store: from a directory listing, contents read lazily and at most once
+    (a cold process), or from a watcher's index, everything already known (loxi-agent)."""
 
-    def __init__(self, directory: _Dir | None) -> None:
+    def __init__(
+        self,
+        directory: _Dir | None,
+        leases: dict[Key, str],
+        temps: list[str],
+        contents: dict[Key, str | None] | None = None,
+        by_owner: Mapping[str, tuple[Key, ...]] | None = None,
+    ) -> None:
         self.dir = directory
-        self.names = directory.names() if directory else []
-        self.leases: dict[Key, str] = {}
-        for name in self.names:
+        self.leases = leases  # key -> file name
+        self.temps = temps  # names of temp files (a writer's, or a dead writer's)
+        self._content: dict[Key, str | None] = {} if contents is None else contents
+        self.by_owner = by_owner  # stripped content -> keys, when complete
+
+    @classmethod
+    def of(cls, directory: _Dir | None) -> _Snapshot:
+        """The store as it is now; through the watcher's index when this process keeps one."""
+        if directory is None:
+            return cls(None, {}, [])
+        if _store_index is not None:
+            indexed = _store_index(directory)
+            if indexed is not None:
+                return indexed
+        return cls.scan(directory)
+
+    @classmethod
+    def scan(cls, directory: _Dir) -> _Snapshot:
+        leases: dict[Key, str] = {}
+        temps = []
+        for name in directory.names():
             key = _key_from_name(name)
             if key is not None:
-                self.leases[key] = name
-        self._content: dict[Key, str | None] = {}
+                leases[key] = name
+            elif name.startswith(TMP_PREFIX):
+                temps.append(name)
+        return cls(directory, leases, temps)
+
+    def is_taken(self, key: Key) -> bool:
+        return key in self.leases
 
     def taken(self, family: int) -> set[int]:
         return {value for version, value in self.leases if version == family}
@@ -235,13 +235,13 @@ class _Snapshot:
 
     def owner(self, key: Key) -> str | None:
         if key not in self._content:
-            text = self.dir.read_lease(self.leases[key]) if self.dir else None
+            text = self.dir.read(self.leases[key]) if self.dir else None
             self._content[key] = None if text is None else text.strip()
         return self._content[key]
 
     def held(self, owner: str, rset: RangeSet | None = None) -> list[IPAddress]:
         """Addresses whose file holds exactly `owner`; only files inside `rset` are read when given."""
-        keys: list[Key] = sorted(self.leases)
+        keys: list[Key] = sorted(self.leases if self.by_owner is None else self.by_owner.get(owner, ()))
         if rset is not None:
             bounds = [(int(r.range_start), int(r.range_end)) for r in rset.ranges]
             keys = [k for k in keys if k[0] == rset.family and any(lo <= k[1] <= hi for lo, hi in bounds)]
@@ -264,7 +264,7 @@ class LeaseStore:
         with self._locked() as directory:
             if directory is None:
                 return
-            snap = _Snapshot(directory)
+            snap = _Snapshot.of(directory)
             errors = []
             for ip in snap.of_attachment(container_id, ifname):
                 try:
@@ -348,8 +348,8 @@ class LeaseStore:
             self._lock_file(directory, create=False) as lock_fd,
             _flock(lock_fd, fcntl.LOCK_SH),
         ):
-            snap = _Snapshot(directory)
-            if contents:
+            snap = _Snapshot.of(directory)
+            if contents and snap.by_owner is None:
                 for key in snap.leases:
                     snap.owner(key)
             snap.dir = None  # the fd closes on exit; nothing may read through it later
@@ -364,7 +364,7 @@ class _Reserver:
         self.owner = owner
         self.index = index
         self.tmp: str | None = None
-        self.dir.remove_stale_tmp(snap.names)
+        self.dir.remove_stale_tmp(snap.temps)
 
     def take(self, ip: IPAddress) -> bool:
         if self.tmp is None:

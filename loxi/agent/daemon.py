@@ -97,6 +97,19 @@ def _hold_for_tests() -> None:
         time.sleep(0.05)
 
 
+def load_engine() -> None:
+    """What the agent does once, so that no call pays it: the engine's imports, the schema compiled,
+    the lease stores watched (a node's 200 lease files read once, then only what inotify says changed).
+    bench.warm calls it too, to measure the path the agent serves."""
+    import loxi.engine.commands  # noqa: F401
+    from applier.ipam.watch import watch_stores
+    from applier.netlink import IPRoute  # noqa: F401  (the rare calls: a new bridge, VLANs, STATUS's probe)
+    from intent.config import validate_schema
+
+    validate_schema({"type": "loxi-cni"})
+    watch_stores()
+
+
 def serve(path: str, request_timeout: float = REQUEST_TIMEOUT, options: AgentOptions | None = None) -> None:
     options = options or AgentOptions(socket=path, request_timeout=request_timeout)
     log = options.log
@@ -114,15 +127,8 @@ def serve(path: str, request_timeout: float = REQUEST_TIMEOUT, options: AgentOpt
     if options.metrics_address:
         endpoints.append(HttpEndpoint(options.metrics_address, app))
     _hold_for_tests()
-    # Import the engine before the socket exists: a client that finds the socket
-    # finds an agent ready to answer at full speed.
-    import loxi.engine.commands  # noqa: F401
-    from applier.ipam.store import remember_lease_contents
-    from applier.netlink import IPRoute  # noqa: F401  (the rare calls: a new bridge, VLANs, STATUS's probe)
-    from intent.config import validate_schema
-
-    validate_schema({"type": "loxi-cni"})
-    remember_lease_contents()  # a node's 200 lease files read once, not by every ADD and DEL
+    # Before the socket exists: a client that finds the socket finds an agent ready to answer at full speed.
+    load_engine()
     state.ready[READY_ENGINE] = True
     try:
         state.kernel_features = probe_kernel()

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import applier.ipam.delegate as delegate
 from applier.ipam import result_from_document
 from applier.ipam.allocator import HostLocalStore
 from applier.ipam.delegate import run_ipam_plugin
+from applier.ipam.watch import watch_stores
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, GENERIC_GO_ERROR, INVALID_NETWORK_CONFIG, CniError
 from intent.ipam_config import load_host_local
@@ -41,6 +43,16 @@ def reference() -> Path:
             pytest.skip(f"{REFERENCE} not installed (Debian package containernetworking-plugins)")
         time.sleep(2)
     return REFERENCE
+
+
+@pytest.fixture(params=["scanned", "watched"])
+def store_view(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Our side twice: as a cold process sees the store (a scan per call) and as loxi-agent does (inotify)."""
+    watch_stores(request.param == "watched")
+    try:
+        yield
+    finally:
+        watch_stores(False)
 
 
 def netconf(data_dir: Path, ranges: list[Any], version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
@@ -89,6 +101,7 @@ def check_conf(conf: dict[str, Any], address: str) -> dict[str, Any]:
     return {**conf, "prevResult": {"cniVersion": conf["cniVersion"], "ips": [{"address": address}]}}
 
 
+@pytest.mark.usefixtures("store_view")
 def test_reference_sees_our_allocations(reference: Path, tmp_path: Path) -> None:
     conf = netconf(tmp_path, DUAL)
     store = ours(conf)
@@ -103,6 +116,7 @@ def test_reference_sees_our_allocations(reference: Path, tmp_path: Path) -> None
     assert rc != 0 and out == {"code": 999, "msg": "host-local: Failed to find address added by container ours"}
 
 
+@pytest.mark.usefixtures("store_view")
 def test_we_see_the_references_allocations(reference: Path, tmp_path: Path) -> None:
     conf = netconf(tmp_path, DUAL)
     store = ours(conf)
@@ -122,6 +136,7 @@ def test_we_see_the_references_allocations(reference: Path, tmp_path: Path) -> N
     assert rc != 0 and out is not None and out["msg"].endswith("container theirs")
 
 
+@pytest.mark.usefixtures("store_view")
 def test_round_robin_is_shared_and_exhaustion_matches(reference: Path, tmp_path: Path) -> None:
     conf = netconf(tmp_path, V4)
     store = ours(conf)
@@ -144,6 +159,7 @@ def test_round_robin_is_shared_and_exhaustion_matches(reference: Path, tmp_path:
     assert (tmp_path / "compat" / "last_reserved_ip.0").read_text() == "10.88.0.3"
 
 
+@pytest.mark.usefixtures("store_view")
 def test_requested_ips_and_idempotent_retry_across_plugins(reference: Path, tmp_path: Path) -> None:
     conf = netconf(tmp_path, V4)
     assert ref_add("theirs", conf, cni_args="IP=10.88.0.5") == ["10.88.0.5/29"]
@@ -163,6 +179,7 @@ def _ours_in_child(conf: dict[str, Any], cid: str) -> None:
     ours(conf).allocate(cid, "eth0")
 
 
+@pytest.mark.usefixtures("store_view")
 def test_concurrent_adds_from_both_plugins_share_the_lock(reference: Path, tmp_path: Path) -> None:
     import multiprocessing
 

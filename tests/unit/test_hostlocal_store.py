@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from ipaddress import ip_address, ip_interface
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from applier.ipam import (
 from applier.ipam.allocator import Allocation, HostLocalStore
 from applier.ipam.result import Lease
 from applier.ipam.store import TMP_PREFIX
+from applier.ipam.watch import watch_stores
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, GENERIC_GO_ERROR, INVALID_ENVIRONMENT, IO_FAILURE, CniError
 from intent.ipam_config import load_host_local
@@ -37,6 +38,16 @@ def netconf(data_dir: Path, ranges: list[Any] = V4, **ipam: Any) -> dict[str, An
         "name": "net1",
         "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": ranges, **ipam},
     }
+
+
+@pytest.fixture(params=["scanned", "watched"], autouse=True)
+def store_view(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test twice: as a cold process sees the store (a scan per call) and as loxi-agent does (inotify)."""
+    watch_stores(request.param == "watched")
+    try:
+        yield
+    finally:
+        watch_stores(False)
 
 
 @pytest.fixture
@@ -583,43 +594,3 @@ def test_invalid_delegated_results(doc: dict[str, Any]) -> None:
     with pytest.raises(CniError) as info:
         result_from_document(doc, "static")
     assert info.value.code == DELEGATE_FAILED and info.value.msg == "static returned an invalid result"
-
-
-def test_a_long_lived_process_reads_a_settled_lease_file_once(tmp_path, monkeypatch):
-    """remember_lease_contents (loxi-agent): a settled file is read once and then only stat()ed; a file
-    changed or made again (a new inode, or the same one reused) is read again; a young one every time."""
-    import applier.ipam.store as hostlocal
-
-    (tmp_path / "10.1.0.2").write_text("c1\r\neth0")
-    (tmp_path / "10.1.0.3").write_text("c2\r\neth0")
-    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    reads = []
-    real_open = os.open
-    monkeypatch.setattr(os, "open", lambda name, *a, **k: reads.append(name) or real_open(name, *a, **k))
-    try:
-        directory = hostlocal._Dir(fd)
-        hostlocal.remember_lease_contents()
-        assert directory.read_lease("10.1.0.2") == "c1\r\neth0" and reads == ["10.1.0.2"]
-        assert directory.read_lease("10.1.0.2") == "c1\r\neth0" and len(reads) == 2  # young: read again
-        monkeypatch.setattr(hostlocal, "SETTLED_NS", -(10**12))  # everything counts as settled
-        assert directory.read_lease("10.1.0.2") == "c1\r\neth0" and len(reads) == 3
-        assert directory.read_lease("10.1.0.2") == "c1\r\neth0" and len(reads) == 3  # remembered
-        assert hostlocal._Snapshot(directory).held("c2\r\neth0") == [ip_address("10.1.0.3")]
-        assert hostlocal._Snapshot(directory).held("c2\r\neth0") == [ip_address("10.1.0.3")]
-        assert reads.count("10.1.0.3") == 1
-        # Only a file a second old is remembered, so that one made again on a reused inode within
-        # the timestamps' granularity cannot pass for it; here the sizes differ instead.
-        (tmp_path / "10.1.0.2").write_text("c99\r\neth1")  # rewritten in place
-        assert directory.read_lease("10.1.0.2") == "c99\r\neth1"
-        (tmp_path / "10.1.0.2").unlink()
-        assert directory.read_lease("10.1.0.2") is None
-        (tmp_path / "10.1.0.2").write_text("c777\r\neth0")  # made again, maybe on the same inode
-        assert directory.read_lease("10.1.0.2") == "c777\r\neth0"
-        os.mkfifo(tmp_path / "10.1.0.4")
-        assert directory.read_lease("10.1.0.4") is None
-        hostlocal.remember_lease_contents(False)
-        before = len(reads)
-        assert directory.read_lease("10.1.0.3") == "c2\r\neth0" and len(reads) == before + 1
-    finally:
-        hostlocal.remember_lease_contents(False)
-        os.close(fd)
