@@ -71,7 +71,7 @@ class _Index:
     owners: dict[Key, str | None] = field(default_factory=dict)  # stripped content; None: not a regular file
     by_owner: dict[str, tuple[Key, ...]] = field(default_factory=dict)
     temps: set[str] = field(default_factory=set)
-    dirty: set[str] = field(default_factory=set)  # names events reported since they were last read
+    dirty: set[bytes] = field(default_factory=set)  # names events reported since they were last read
     lost: bool = False
 
     def forget(self, key: Key) -> None:
@@ -158,7 +158,7 @@ class StoreWatcher:
             else:
                 self._by_inode.move_to_end(inode)
                 for name in index.dirty:
-                    index.refresh(directory, name)
+                    index.refresh(directory, os.fsdecode(name))
                 index.dirty.clear()
             return index.snapshot(directory)
 
@@ -210,7 +210,7 @@ class StoreWatcher:
                 if mask & IN_IGNORED:
                     self._by_wd.pop(wd, None)
             elif name:
-                index.dirty.add(os.fsdecode(name))
+                index.dirty.add(name)
 
     def close(self) -> None:
         os.close(self.fd)

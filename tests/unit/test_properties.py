@@ -10,9 +10,9 @@ are fed to `run(environ, stdin, stdout, stderr)`. Whatever the input:
 * never a traceback on stdout, and never code 110 (loxi-cni's "this is a bug").
 
 No kernel and no store is touched: only VERSION, CHECK and ADD run, with a
-CNI_NETNS that does not exist. engine.cmd_add opens the pod namespace before it
-calls IPAM (`with locks.exclusive(...), _pod_namespaces(request)` comes before
-`ipam_add`), and cmd_check opens it before IPAM or any observation, so a missing
+CNI_NETNS that does not exist. loxi.engine.add opens the pod namespace before it
+calls IPAM (`with locks.exclusive(lock), pod_namespaces(request)` comes before
+`ipam.add()`), and CHECK opens it before IPAM or any observation, so a missing
 namespace ends both with code 8 before anything outside the lock dir is opened.
 DEL, GC and STATUS only run with CNI_PATH missing, which read_request refuses
 (code 4) before anything else. The lock dir is redirected to a temp dir, and
