@@ -378,9 +378,18 @@ def test_allocations_are_shared_with_the_reference_host_local(node):
     ref = node.cni("ADD", ref_conf, container_id="ref-pod", netns=pod.path, plugin=REFERENCE_CNI_DIR / "host-local")
     assert ref.rc == 0, ref
     assert ref.json["ips"][0]["address"] == "10.244.1.3/24"
-    call = node.cni("DEL", conf, container_id="ref-pod", netns=pod.path)
+    # loxi-cni's ADD for that attachment finds the reference's lease (through loxi-agent: its watched index
+    # learnt of a file another process wrote), and its DEL releases it
+    other = node.pod()
+    call = add(node, other, conf, cid="ref-pod")
+    assert call.rc == 0, call
+    assert pod_address(call.json) == "10.244.1.3/24" and other.addresses("eth0") == ["10.244.1.3/24"]
+    assert node.store_files("loxilight_cni") == ["10.244.1.3"]
+    call = node.cni("DEL", conf, container_id="ref-pod", netns=other.path)
     assert call.rc == 0, call
     assert node.store_files("loxilight_cni") == []
+    assert add(node, other, conf, cid="ref-pod").json["ips"][0]["address"] == "10.244.1.4/24"  # round robin goes on
+    assert node.store_files("loxilight_cni") == ["10.244.1.4"]
 
 
 def test_vlan_on_a_kernel_without_vlan_filtering_fails_cleanly(node):
