@@ -79,6 +79,19 @@ class AgentProcess:
         stop_process(self.proc)
 
 
+@pytest.fixture(params=["scanned", "watched"])
+def store_view(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A host-local test twice: as a cold process sees the store (a scan per call) and as loxi-agent
+    sees it (`applier.ipam.watch`: indexed, kept current by inotify)."""
+    from applier.ipam.watch import watch_stores
+
+    watch_stores(request.param == "watched")
+    try:
+        yield
+    finally:
+        watch_stores(False)
+
+
 @pytest.fixture(scope="session")
 def agent_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The socket the plugin should use: a test agent's in agent mode, '' (in-process) otherwise."""

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ import applier.ipam.delegate as delegate
 from applier.ipam import result_from_document
 from applier.ipam.allocator import HostLocalStore
 from applier.ipam.delegate import run_ipam_plugin
-from applier.ipam.watch import watch_stores
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, GENERIC_GO_ERROR, INVALID_NETWORK_CONFIG, CniError
 from intent.ipam_config import load_host_local
@@ -43,16 +41,6 @@ def reference() -> Path:
             pytest.skip(f"{REFERENCE} not installed (Debian package containernetworking-plugins)")
         time.sleep(2)
     return REFERENCE
-
-
-@pytest.fixture(params=["scanned", "watched"])
-def store_view(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Our side twice: as a cold process sees the store (a scan per call) and as loxi-agent does (inotify)."""
-    watch_stores(request.param == "watched")
-    try:
-        yield
-    finally:
-        watch_stores(False)
 
 
 def netconf(data_dir: Path, ranges: list[Any], version: str = "1.0.0", **extra: Any) -> dict[str, Any]:

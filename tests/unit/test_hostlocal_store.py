@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from ipaddress import ip_address, ip_interface
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,12 @@ from applier.ipam import (
 from applier.ipam.allocator import Allocation, HostLocalStore
 from applier.ipam.result import Lease
 from applier.ipam.store import TMP_PREFIX
-from applier.ipam.watch import watch_stores
 from intent.env import CniRequest
 from intent.errors import DELEGATE_FAILED, GENERIC_GO_ERROR, INVALID_ENVIRONMENT, IO_FAILURE, CniError
 from intent.ipam_config import load_host_local
 from tests.ipam_helpers import ipam_add, ipam_check, ipam_del, ipam_preview
+
+pytestmark = pytest.mark.usefixtures("store_view")  # every test twice: scanned and watched (tests/conftest.py)
 
 V4 = [[{"subnet": "10.88.0.0/29"}]]  # pool 10.88.0.2 .. 10.88.0.6, gateway .1
 DUAL = [[{"subnet": "10.88.0.0/29"}], [{"subnet": "fd00::/125"}]]
@@ -38,16 +39,6 @@ def netconf(data_dir: Path, ranges: list[Any] = V4, **ipam: Any) -> dict[str, An
         "name": "net1",
         "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": ranges, **ipam},
     }
-
-
-@pytest.fixture(params=["scanned", "watched"], autouse=True)
-def store_view(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test twice: as a cold process sees the store (a scan per call) and as loxi-agent does (inotify)."""
-    watch_stores(request.param == "watched")
-    try:
-        yield
-    finally:
-        watch_stores(False)
 
 
 @pytest.fixture
