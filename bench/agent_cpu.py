@@ -3,13 +3,16 @@
     sudo .venv/bin/python -m bench.agent_cpu [--runs N] [--burst 50] [--width 10] [--root DIR ...]
         [--agent-arg=--workers=4 ...] [--stub-engine] [--cprofile FILE [--profile-cpu]]
 
-On a loaded machine wall time says little; the agent's CPU clock (every thread,
-ended ones included: bench.run's `process_cpu_clock`) read before and after a
-burst says what the agent spent on it, and /proc/PID/stat splits it into user
-(Python) and system (the kernel's work for it: netlink, fsync, setns), in 10 ms
-ticks. Each `--root` is a checkout the agent is run from (`PYTHONPATH=ROOT`, the
-bench's own virtualenv for the libraries), so `git worktree add` gives the
-"before" side of a change. Roots are interleaved run by run, their order
+On a loaded machine wall time says little; the agent's CPU clocks (every thread,
+ended ones included, of its main process and of each of its engine processes:
+bench.run's `AgentCpu`) read before and after a burst say what the agent spent on
+it, and /proc/PID/stat splits it into user (Python) and system (the kernel's work
+for it: netlink, fsync, setns), in 10 ms ticks, summed the same way. Each run waits
+for the agent's engine processes to be up and idle before its first call
+(`--agent-arg=--engines=N`: for N-1 of them; bench.run's `wait_for_engines`).
+Each `--root` is a checkout the agent is run from (`PYTHONPATH=ROOT`, the bench's
+own virtualenv for the libraries), so `git worktree add` gives the "before" side
+of a change. Roots are interleaved run by run, their order
 alternating, so that load from elsewhere hits each alike; compare the medians.
 
 Each (run, root) gets its own throw-away node namespace, bridge, IPAM store and
@@ -23,7 +26,9 @@ refused or broke off, or its listen backlog was full) is counted as a fallback
 and sent again; a call that fails stops the run.
 
 `--stub-engine` replaces the engine with one that answers `{}` at once: what is
-left is the agent's own layer (accept, protocol, namespaces, metrics).
+left is the agent's own layer (accept, protocol, namespaces, metrics). It, and
+`--cprofile`, act in the agent's main process only: its engine processes run
+loxi.agent.engine as it is, so use them with `--agent-arg=--engines=1`.
 `--cprofile FILE` runs the agent with a cProfile per request (the request
 handler wrapped in the agent process), enabled for the ADD bursts only, and
 prints the top functions by own time; `--profile-cpu` times them on each
@@ -53,11 +58,11 @@ from pathlib import Path
 from bench.run import (
     IP,
     NS_PREFIX,
+    AgentCpu,
     create_netns,
     delete_netns_with_prefix,
-    process_cpu_clock,
-    process_cpu_s,
     remove_loxi_locks,
+    wait_for_engines,
 )
 from bench.warm import conf, environ, in_netns
 
@@ -121,6 +126,16 @@ main()
 """
 
 
+def engines_asked(agent_args: list[str]) -> int | None:
+    """N of an `--engines N` (or `--engines=N`) among the agent's arguments, or None."""
+    for i, arg in enumerate(agent_args):
+        if arg.startswith("--engines="):
+            return int(arg.partition("=")[2])
+        if arg == "--engines" and i + 1 < len(agent_args):
+            return int(agent_args[i + 1])
+    return None
+
+
 class Agent:
     def __init__(self, root: Path, sock: Path, args: list[str], env: dict[str, str]) -> None:
         env = {**os.environ, **env, "PYTHONPATH": str(root)}
@@ -140,19 +155,18 @@ class Agent:
             time.sleep(0.05)
         else:
             raise SystemExit(f"the agent of {root} did not start")
-        self.clock = process_cpu_clock(self.proc.pid)
+        self.cpu = AgentCpu(self.proc.pid)
+        self.engines = wait_for_engines(self.proc, self.cpu, engines_asked(args))
         self.socket = str(sock).encode()
         self.fallbacks = 0  # calls the client would have run in-process
 
     def cpu_s(self) -> float:
-        return process_cpu_s(self.clock)
+        """The agent's CPU seconds, its engine processes' included (listed again: a burst is read seconds apart)."""
+        return self.cpu.cpu_s(refresh=True)
 
     def user_sys_s(self) -> tuple[float, float]:
-        """utime and stime from /proc/PID/stat (clock ticks, every thread): how the CPU splits."""
-        with open(f"/proc/{self.proc.pid}/stat") as handle:
-            fields = handle.read().rpartition(")")[2].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        return int(fields[11]) / tick, int(fields[12]) / tick
+        """utime and stime from /proc/PID/stat (clock ticks, every thread, engines summed): how the CPU splits."""
+        return self.cpu.user_sys_s()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -197,9 +211,9 @@ def one_run(root: Path, tmp: Path, burst: int, width: int, agent_args: list[str]
         subprocess.run([IP, "-n", node, "link", "set", "lo", "up"], check=True)
         agent = Agent(root, work / "agent.sock", agent_args, env)
         profile = "LOXIBENCH_PROFILE" in env
-        figures: dict[str, float] = {}
+        figures: dict[str, float] = {"engines": agent.engines}  # processes serving: main + engine processes
         with ThreadPoolExecutor(width, initializer=in_netns, initargs=(node,)) as clients:
-            for i in range(WARMUP):  # the bridge, and the lazy imports of every command
+            for i in range(WARMUP):  # the bridge, and the lazy imports of every command (of whichever engine)
                 result = json.loads(one_call(agent, "ADD", cids[i], pods[i], conf(data_dir, bridge)))
                 one_call(agent, "CHECK", cids[i], pods[i], conf(data_dir, bridge, result))
                 one_call(agent, "DEL", cids[i], pods[i], conf(data_dir, bridge))

@@ -1,7 +1,7 @@
 """Time loxi-cni and the reference `bridge` plugin side by side, call by call.
 
     .venv/bin/python -m bench.run [--rounds N] [--background-pods N] [--quick]
-                                  [--plugin PATH] [--no-reference] [--json FILE]
+                                  [--plugin PATH] [--no-reference] [--agent-engines N] [--json FILE]
 
 Each plugin gets its own throw-away node namespace (`loxibench-<run>-<plugin>-node`),
 its own IPAM store in a temporary directory and a pool of pod namespaces. Every
@@ -9,9 +9,10 @@ call is executed as a runtime executes it: `nsenter --net=<node> -- <plugin>`
 with only the CNI variables in the environment and the conf on stdin. The
 harness measures the whole process (wall time from spawn to reap, the
 child's peak RSS, and the CPU time of the call's processes from `wait4` plus
-that of loxi-agent while it served the call), checks the outcome of the call in the kernel
-and the store, and alternates the two plugins call by call (the first of the
-pair alternating too) so that machine drift hits both alike.
+that of loxi-agent while it served the call, its engine processes summed in),
+checks the outcome of the call in the kernel and the store, and alternates the
+two plugins call by call (the first of the pair alternating too) so that machine
+drift hits both alike.
 
 Everything the run makes is removed in a finally: namespaces (also on Ctrl-C
 or SIGTERM), the temporary directory, and the attachment lock files loxi-cni
@@ -111,6 +112,138 @@ def process_cpu_clock(pid: int) -> int:
 
 def process_cpu_s(clock: int | None) -> float:
     return time.clock_gettime(clock) if clock is not None else 0.0
+
+
+ENGINE_MODULE = "loxi.agent.engine"  # what an engine process runs: `<python> -m loxi.agent.engine ...`
+CHILDREN_TTL_S = 0.5  # how old the list of engine processes may be before a reading looks again
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from the field after the command's name (state, ppid, ...), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    return data.rpartition(b")")[2].decode().split()
+
+
+def children_of(pid: int) -> dict[int, tuple[int, int, int]]:
+    """{child pid: (its start time, utime, stime)} of every process whose parent is `pid`.
+
+    From /proc/*/stat (ppid, starttime, and the clock ticks since they are at hand):
+    /proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN, which many kernels
+    (this bench machine's too) lack. The start time tells a child from a later
+    process that got its pid.
+    """
+    found: dict[int, tuple[int, int, int]] = {}
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and len(fields) > 19 and fields[1] == str(pid):
+                found[int(entry.name)] = (int(fields[19]), int(fields[11]), int(fields[12]))
+    return found
+
+
+def _runs_engine(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = handle.read()
+    except OSError:
+        return False
+    return ENGINE_MODULE.encode() in argv  # also `-c "from loxi.agent.engine import ..."`
+
+
+@dataclass
+class _Engine:
+    start: int  # its start time (/proc/PID/stat), which a later process with the same pid would not have
+    clock: int
+    cpu_s: float = 0.0  # the last value read of its CPU clock
+    ticks: tuple[int, int] = (0, 0)  # the last utime, stime read (clock ticks)
+
+
+class AgentCpu:
+    """loxi-agent's CPU time: its own process's clock plus that of each of its engine processes.
+
+    loxi-agent's main process starts engine processes (`python -m loxi.agent.engine`,
+    its direct children) that accept on the same socket; a call is served by whichever
+    accepts it, so the agent's CPU is the sum over all of them. The children are found
+    in /proc (`children_of`), and only those running loxi.agent.engine count (a process
+    the agent runs for a call, such as a delegated IPAM plugin, never counted). The list
+    is cached: a reading looks again only when it is older than CHILDREN_TTL_S or when
+    asked (`refresh`), since readings come around every call and a scan is ~2 ms. An
+    engine that appears later (started late, or respawned) counts from when it is found,
+    with all its CPU since it started; one that has exited keeps the last value read
+    while it lived (what it spent after that is not seen: its clock is gone, and a
+    parent's clock never includes its children's).
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.main_clock = process_cpu_clock(pid)
+        self.main_s = 0.0
+        self.main_ticks = (0, 0)
+        self.live: dict[int, _Engine] = {}
+        self.exited_s = 0.0  # what the engines that have exited were last read at
+        self.exited_ticks = (0, 0)
+        self.looked = -math.inf  # when the children were last listed (perf_counter)
+
+    def _exited(self, pid: int) -> None:
+        engine = self.live.pop(pid)
+        self.exited_s += engine.cpu_s
+        self.exited_ticks = (self.exited_ticks[0] + engine.ticks[0], self.exited_ticks[1] + engine.ticks[1])
+
+    def refresh(self) -> None:
+        """List the agent's engine processes again: new ones get a clock, gone ones keep their last value."""
+        children = children_of(self.pid)
+        for pid in [pid for pid, engine in self.live.items() if children.get(pid, (None,))[0] != engine.start]:
+            self._exited(pid)
+        for pid, (start, utime, stime) in children.items():
+            if pid not in self.live and _runs_engine(pid):
+                self.live[pid] = _Engine(start, process_cpu_clock(pid))
+            if pid in self.live:
+                self.live[pid].ticks = (utime, stime)
+        self.looked = time.perf_counter()
+
+    def engines(self, refresh: bool = True) -> int:
+        """How many engine processes the agent has now."""
+        if refresh:
+            self.refresh()
+        return len(self.live)
+
+    def cpu_s(self, refresh: bool = False) -> float:
+        """The agent's CPU seconds so far, every engine included (refresh: list the engines again first)."""
+        if refresh or time.perf_counter() - self.looked > CHILDREN_TTL_S:
+            self.refresh()
+        with contextlib.suppress(OSError):  # the agent has exited: its last value
+            self.main_s = time.clock_gettime(self.main_clock)
+        for pid, engine in list(self.live.items()):
+            try:
+                now = time.clock_gettime(engine.clock)
+            except OSError:  # it has exited (and been reaped): what was read while it lived
+                self._exited(pid)
+                continue
+            if now < engine.cpu_s:  # a newer process with its pid: not this engine
+                self._exited(pid)
+            else:
+                engine.cpu_s = now
+        return self.main_s + self.exited_s + sum(e.cpu_s for e in self.live.values())
+
+    def user_sys_s(self) -> tuple[float, float]:
+        """utime and stime from /proc/PID/stat, summed as cpu_s sums (clock ticks, every thread)."""
+        fields = _stat_fields(self.pid)
+        if fields is not None:
+            self.main_ticks = (int(fields[11]), int(fields[12]))
+        user, system = self.main_ticks[0] + self.exited_ticks[0], self.main_ticks[1] + self.exited_ticks[1]
+        for pid, engine in self.live.items():
+            fields = _stat_fields(pid)
+            if fields is not None and int(fields[19]) == engine.start:
+                engine.ticks = (int(fields[11]), int(fields[12]))
+            user, system = user + engine.ticks[0], system + engine.ticks[1]
+        tick = os.sysconf("SC_CLK_TCK")
+        return user / tick, system / tick
 
 
 def _memfd(name: str, data: bytes = b"") -> int:
@@ -247,13 +380,16 @@ class Plugin:
     seq: int = 0
     results: dict[str, dict] = field(default_factory=dict)  # container id -> ADD result
     extra_env: dict[str, str] = field(default_factory=dict)  # LOXI_AGENT_SOCKET: '' in-process, or the agent's
-    agent_clock: int | None = None  # loxi-agent's CPU clock, for the calls it serves
+    agent_cpu: AgentCpu | None = None  # loxi-agent's CPU clocks (its engines'), for the calls it serves
+
+    def agent_cpu_s(self, refresh: bool = False) -> float:
+        return self.agent_cpu.cpu_s(refresh) if self.agent_cpu is not None else 0.0
 
     def run_one(self, command: str, cid: str = "", pod: str = "", prev: dict | None = None) -> Call:
         """One call, with the agent's CPU time while it ran."""
-        before = process_cpu_s(self.agent_clock)
+        before = self.agent_cpu_s()
         call = wait_one(self.start(command, cid, pod, prev))
-        call.agent_cpu_s = process_cpu_s(self.agent_clock) - before
+        call.agent_cpu_s = self.agent_cpu_s() - before
         return call
 
     def conf(self, prev_result: dict | None = None) -> bytes:
@@ -364,7 +500,7 @@ class Plugin:
         pending = list(jobs)
         running: dict[int, Running] = {}
         calls: list[Call] = []
-        agent_before = process_cpu_s(self.agent_clock)
+        agent_before = self.agent_cpu_s(refresh=True)
         t0 = time.perf_counter()
         while pending or running:
             while pending and len(running) < width:
@@ -373,7 +509,7 @@ class Plugin:
                 running[run.pid] = run
             calls.append(wait_any(running))
         total = time.perf_counter() - t0
-        return total, calls, process_cpu_s(self.agent_clock) - agent_before
+        return total, calls, self.agent_cpu_s(refresh=True) - agent_before
 
     def burst(self, size: int, width: int) -> None:
         pods = self.scratch[:size]
@@ -478,7 +614,7 @@ def figures(plugins: list[Plugin], background: int) -> list[dict[str, Any]]:
             put(p.key, f"{cmd} p95", "ms", s["p95_ms"])
             put(p.key, f"{cmd} max", "ms", s["max_ms"])
             put(p.key, f"{cmd} CPU, processes + agent (mean)", "ms", s["cpu_mean_ms"])
-            agent_cpu = s["agent_cpu_mean_ms"] if p.agent_clock is not None else None
+            agent_cpu = s["agent_cpu_mean_ms"] if p.agent_cpu is not None else None
             put(p.key, f"{cmd} CPU, of which loxi-agent (mean)", "ms", agent_cpu)
             put(p.key, f"{cmd} peak RSS (median)", "MB", s["peak_rss_median_mb"])
         pairs = add_check_pairs(p.calls.get("ADD", []), p.calls.get("CHECK", []))
@@ -506,7 +642,7 @@ def figures(plugins: list[Plugin], background: int) -> list[dict[str, Any]]:
             put(p.key, f"{tag}: pods/s", "pods/s", b["add_pods_per_s"])
             put(p.key, f"{tag}: per-call median", "ms", b["add_call_median_ms"])
             put(p.key, f"{tag}: CPU per pod, processes + agent", "ms", b["add_cpu_per_pod_ms"])
-            agent_cpu = b["add_agent_cpu_per_pod_ms"] if p.agent_clock is not None else None
+            agent_cpu = b["add_agent_cpu_per_pod_ms"] if p.agent_cpu is not None else None
             put(p.key, f"{tag}: CPU per pod, of which loxi-agent", "ms", agent_cpu)
             put(p.key, f"burst {b['size']} DELs {b['width']} at a time: total", "s", b["del_total_s"])
             put(p.key, f"burst {b['size']} DELs {b['width']} at a time: pods/s", "pods/s", b["del_pods_per_s"])
@@ -595,6 +731,7 @@ class Settings:
     reference: bool
     background_by: str
     agent: bool = True
+    agent_engines: int | None = None  # loxi-agent --engines N (None: the agent's default)
     shim: Path | None = None  # the built shim for the shim+agent column (None: no such column)
 
 
@@ -655,11 +792,12 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def start_agent(tmp: Path) -> tuple[subprocess.Popen, Path]:
-    """A loxi-agent for the `loxi-cni+agent` column, on a private socket."""
+def start_agent(tmp: Path, engines: int | None = None) -> tuple[subprocess.Popen, Path]:
+    """A loxi-agent for the `loxi-cni+agent` column, on a private socket (`--engines` if given)."""
     sock = tmp / "agent" / "agent.sock"
     binary = Path(sys.prefix) / "bin" / "loxi-agent"
-    proc = subprocess.Popen([str(binary), "--socket", str(sock)], stderr=subprocess.DEVNULL)
+    argv = [str(binary), "--socket", str(sock), *(["--engines", str(engines)] if engines is not None else [])]
+    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
     atexit.register(proc.kill)  # also when the run fails half-way
     for _ in range(400):
         if sock.exists():
@@ -669,6 +807,52 @@ def start_agent(tmp: Path) -> tuple[subprocess.Popen, Path]:
         time.sleep(0.05)
     proc.kill()
     raise BenchError("loxi-agent did not start")
+
+
+ENGINES_TIMEOUT_S = 20.0  # how long the agent's engine processes may take to appear
+ENGINES_STEADY_S = 1.5  # without --agent-engines: the engines are all up once their number stays this long
+SETTLED_CPU_S = 0.01  # ... and they have finished starting once the agent spends less than this
+SETTLED_OVER_S = 0.5  # over this long
+
+
+def wait_for_engines(proc: subprocess.Popen, cpu: AgentCpu, expected: int | None) -> int:
+    """Wait until the agent's engine processes are all up and done starting; return how many
+    processes serve (the main one and its engines).
+
+    The engines start after the socket appears (and may take a second or more to import the
+    engine on a loaded machine): a call measured before would find fewer of them, and its
+    agent CPU would include their start. With `expected` (--agent-engines), until there are
+    expected - 1 engine processes; without, until their number has not changed for
+    ENGINES_STEADY_S. Then until the agent is idle (under SETTLED_CPU_S over SETTLED_OVER_S).
+    """
+    deadline = time.monotonic() + ENGINES_TIMEOUT_S
+    count, since = cpu.engines(), time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(f"loxi-agent exited with {proc.returncode} while its engines started")
+        now = time.monotonic()
+        if expected is not None and count >= expected - 1:
+            break
+        if expected is None and now - since >= ENGINES_STEADY_S:
+            break
+        if now > deadline:
+            if expected is not None:
+                raise BenchError(
+                    f"loxi-agent has {count} engine processes ({ENGINE_MODULE}) after {ENGINES_TIMEOUT_S:g} s,"
+                    f" not the {expected - 1} that --engines {expected} means"
+                )
+            break
+        time.sleep(0.1)
+        if (now_count := cpu.engines()) != count:
+            count, since = now_count, time.monotonic()
+    last = cpu.cpu_s(refresh=True)
+    while time.monotonic() < deadline:
+        time.sleep(SETTLED_OVER_S)
+        now_s = cpu.cpu_s(refresh=True)
+        if now_s - last < SETTLED_CPU_S:
+            break
+        last = now_s
+    return cpu.engines() + 1
 
 
 def build_shim(run_id: str) -> Path | None:
@@ -713,7 +897,11 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
         if settings.reference:
             specs.append((REF, REFERENCE_DIR / "bridge", "bridge", "r", 202))
         scratch_size = max(settings.burst, 1)
-        agent = start_agent(tmp) if settings.agent else None
+        agent = start_agent(tmp, settings.agent_engines) if settings.agent else None
+        agent_cpu = AgentCpu(agent[0].pid) if agent is not None else None
+        engines = wait_for_engines(agent[0], agent_cpu, settings.agent_engines) if agent and agent_cpu else None
+        if engines is not None:
+            log(f"loxi-agent: {engines} engine process(es) serving")
         for key, path, conf_type, tag, octet in specs:
             prefix = f"{NS_PREFIX}{run_id}-{tag}"
             p = Plugin(
@@ -731,7 +919,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
                 p.extra_env["LOXI_AGENT_SOCKET"] = ""  # in-process, even if a node agent runs here
             elif key in (AGENT, SHIM) and agent is not None:
                 p.extra_env["LOXI_AGENT_SOCKET"] = str(agent[1])
-                p.agent_clock = process_cpu_clock(agent[0].pid)
+                p.agent_cpu = agent_cpu
             plugins.append(p)
             log(f"{key}: creating {1 + len(p.scratch) + len(p.background)} namespaces")
             create_netns([p.node, *p.scratch, *p.background])
@@ -791,6 +979,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "duration_s": time.time() - started,
             "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+            "agent_engines": engines,  # processes serving: loxi-agent's main one and its engine processes
             "settings": {
                 "plugin": str(settings.plugin),
                 "shim": str(settings.shim) if settings.shim else None,
@@ -799,6 +988,7 @@ def run(settings: Settings, run_id: str) -> dict[str, Any]:
                 "burst": settings.burst,
                 "burst_width": settings.width,
                 "background_by": settings.background_by if settings.reference else "self",
+                "agent_engines": settings.agent_engines,
                 "conf": json.loads(plugins[0].conf()),
             },
             "plugins": {
@@ -855,6 +1045,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the built shim for the shim+agent column (default: built now from shim/ with the machine's cc)",
     )
     parser.add_argument("--no-shim", action="store_true", help="do not measure the shim")
+    parser.add_argument(
+        "--agent-engines",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run loxi-agent --engines N, and wait for its N-1 engine processes before measuring"
+        " (default: the agent's own number, waited for until it stops growing)",
+    )
     parser.add_argument("--json", type=Path, help="also write everything measured to this file")
     args = parser.parse_args(argv)
 
@@ -865,6 +1063,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces)")
+    if args.agent_engines is not None and args.agent_engines < 1:
+        parser.error("--agent-engines must be 1 or more")
     if args.plugin is not None and not args.plugin.exists():
         parser.error(f"{args.plugin} does not exist")
     reference = (
@@ -881,6 +1081,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reference=reference,
         background_by=args.background_by,
         agent=not args.no_agent,
+        agent_engines=args.agent_engines,
     )
     run_id = uuid.uuid4().hex[:10]
     if not args.no_agent and not args.no_shim:
@@ -895,17 +1096,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"FAILED: {err}")
         return 1
     m = report["machine"]
+    engines = "" if report["agent_engines"] is None else f"; loxi-agent engines: {report['agent_engines']}"
     header = (
         f"loxi-cni benchmark {report['started']} on {m['host']} ({m['cpu']}, {m['cpus']} CPUs, kernel {m['kernel']}),"
         f" load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}, {report['duration_s']:.0f} s\n"
         f"{settings.rounds} calls per command, alternating plugins call by call; background {settings.background} pods;"
         f" burst {settings.burst} x {settings.width} in flight; background pods attached by"
-        f" {report['settings']['background_by']}; loxi-cni = {report['settings']['plugin']}\n"
+        f" {report['settings']['background_by']}; loxi-cni = {report['settings']['plugin']}{engines}\n"
         f"wall = spawn to reap of `time nsenter --net=NODE -- PLUGIN` (floor with /bin/true:"
         f" {report['harness_floor']['median_ms']:.1f} ms median, {report['harness_floor']['cpu_mean_ms']:.1f} ms CPU);"
         f" RSS = the plugin's peak (time %M)\n"
         "CPU = user + system time of the call's processes (time, nsenter, the plugin and what it runs, from wait4)"
-        " + loxi-agent's while it served the call"
+        " + loxi-agent's while it served the call (its main process and its engine processes, summed)"
     )
     keys = list(report["plugins"])
     print(render(report["figures"], keys, header))

@@ -88,6 +88,64 @@ def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
     assert all(loaded[key] > 0 for key in expected)
     assert any(name.startswith("burst ") and name.endswith("pods/s") for name in figures)
     assert "loxi-cni" in proc.stdout and "ADD median" in proc.stdout
+    # the agent's CPU is summed over its engine processes, which the run waited for and names
+    assert report["agent_engines"] >= 1
+    assert f"loxi-agent engines: {report['agent_engines']}" in proc.stdout
+
+
+# A stand-in for loxi-agent: two engine processes (`loxi.agent.engine` in their command line) that
+# spend CPU, one of them exiting and replaced by a third, and a child that is not an engine.
+# (Its own command line must not name the engine module: a child between fork and exec shows it.)
+_FAKE_AGENT = """
+import subprocess, sys, time
+BUSY = ("import sys, time; 'loxi.agent." + "engine'; t = time.process_time()\\n"
+        "while time.process_time() - t < float(sys.argv[1]): pass\\ntime.sleep(float(sys.argv[2]))")
+engines = [subprocess.Popen([sys.executable, "-c", BUSY, "0.2", "60"]),
+           subprocess.Popen([sys.executable, "-c", BUSY, "0.2", "0.3"])]
+other = subprocess.Popen([sys.executable, "-c", "import time; t = time.process_time()\\n"
+                          "while time.process_time() - t < 0.3: pass\\ntime.sleep(60)"])
+engines[1].wait()
+engines.append(subprocess.Popen([sys.executable, "-c", BUSY, "0.2", "60"]))
+time.sleep(60)
+"""
+
+
+def test_agent_cpu_sums_engine_processes_found_late_and_keeps_the_exited_ones():
+    """bench.run.AgentCpu: the main process's clock plus each engine child's; a child that appears
+    later counts, one that has exited keeps its last reading, a non-engine child is not counted."""
+    import os
+    import signal
+    import time
+
+    from bench.run import AgentCpu, children_of
+
+    agent = subprocess.Popen([sys.executable, "-c", _FAKE_AGENT])
+    try:
+        cpu = AgentCpu(agent.pid)
+        readings, seen = [], set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            readings.append(cpu.cpu_s())
+            seen |= set(cpu.live)
+            if len(seen) == 3 and len(cpu.live) == 2 and cpu.exited_s > 0 and readings[-1] >= 0.6:
+                break
+            time.sleep(0.05)
+        assert len(seen) == 3 and len(cpu.live) == 2, (seen, cpu.live)
+        assert len(children_of(agent.pid)) == 3  # the non-engine child is there, and not among them
+        assert readings == sorted(readings)  # never backwards, across the exit and the respawn
+        assert 0.6 <= readings[-1] < 0.9  # three engines' 0.2 s and their start; not the other child's 0.3 s
+        user, system = cpu.user_sys_s()
+        assert user + system > 0.25  # in 10 ms ticks; the third engine may still be busy
+        for pid in list(cpu.live):
+            os.kill(pid, signal.SIGKILL)
+        agent.kill()
+        agent.wait()
+        time.sleep(0.2)
+        final = cpu.cpu_s(refresh=True)  # every clock gone: the last values, no error
+        assert final >= readings[-1] and cpu.engines() == 0
+    finally:
+        agent.kill()
+        agent.wait()
 
 
 @needs_root
