@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from loxi.agent import metrics as am
+from loxi.agent.engine import MAX_DEFAULT_ENGINES, Engines, default_engines
 from loxi.agent.handler import Handler
 from loxi.agent.health import READY_ENGINE, READY_KERNEL, READY_SOCKET, AgentState, HttpEndpoint, make_app
 from loxi.agent.log import AgentLog
@@ -48,6 +49,7 @@ class AgentOptions:
     reconcile_interval: float = DEFAULT_INTERVAL
     workers: int = DEFAULT_WORKERS  # requests served at once (loxi.agent.pool says why this many)
     max_waiting: int = DEFAULT_WAITING  # requests queued for a worker; one more is refused (client runs it)
+    engines: int = 0  # processes running the engine, this one included (loxi.agent.engine); 0: the default
     log: AgentLog = field(default_factory=AgentLog)
 
 
@@ -151,12 +153,16 @@ def serve(path: str, request_timeout: float = REQUEST_TIMEOUT, options: AgentOpt
     server.state, server.served, server.log = state, served, log
     server.start_workers(options.workers, options.max_waiting)
 
+    engines = Engines(server, options, options.engines or default_engines())
+    state.engines = engines.report
+
     def on_sigterm(*_: object) -> None:
         # Not ready from this instant; new clients find no socket and run in-process;
-        # the loop stops accepting, and the requests in flight finish (see below).
+        # the loops stop accepting (this one and the engines'), and the requests in flight finish (see below).
         state.draining = True
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+        engines.stop()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     # Before the socket exists: whoever sees the socket may stop the agent and find it removed.
@@ -168,6 +174,8 @@ def serve(path: str, request_timeout: float = REQUEST_TIMEOUT, options: AgentOpt
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
+    server.socket.setblocking(False)  # the engines accept on it too: a connection one took is not waited for
+    engines.start()
     stop = threading.Event()
     if options.reconcile:
         threading.Thread(target=reconciler.run, args=(stop,), name="reconciler", daemon=True).start()
@@ -181,7 +189,9 @@ def serve(path: str, request_timeout: float = REQUEST_TIMEOUT, options: AgentOpt
         server.server_close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        left = server.drain(options.drain_timeout)
+        engines.stop()
+        left = server.drain(options.drain_timeout)  # the engines' requests included: they keep their books here
+        engines.join(options.drain_timeout)
         if left:
             log(f"exiting with {left} request(s) still in flight after {options.drain_timeout:g} s", level="error")
         state.serving = False
@@ -267,6 +277,13 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help=f"requests queued for a worker; more are refused (run in-process) (default {DEFAULT_WAITING})",
     )
+    parser.add_argument(
+        "--engines",
+        type=_count,
+        default=0,
+        metavar="N",
+        help=f"processes running the engine, this one included (default: its CPUs, at most {MAX_DEFAULT_ENGINES})",
+    )
     parser.add_argument("--log-file", default="", metavar="PATH", help="JSON lines there (default: text on stderr)")
     parser.add_argument(
         "--log-file-max-size",
@@ -294,6 +311,7 @@ def main(argv: list[str] | None = None) -> None:
         reconcile_interval=max(args.reconcile_interval, 0.05),
         workers=args.workers,
         max_waiting=args.max_waiting,
+        engines=args.engines,
         log=AgentLog(args.log_file, parse_size(args.log_file_max_size), max(args.log_file_max_count, 0)),
     )
     with contextlib.suppress(KeyboardInterrupt):

@@ -62,7 +62,7 @@ class Handler(socketserver.BaseRequestHandler):
                 return
             stdout, stderr = io.StringIO(), io.StringIO()
             start = time.perf_counter()
-            timings = phases.record() if server.metrics is not None else {}
+            timings = phases.record() if server.wants_phases() else {}
             caller = os.fstat(fds[0])
             local = (caller.st_dev, caller.st_ino) == server.own_netns_id
             if not local:  # a worker starts every request in the agent's own namespace (see below)

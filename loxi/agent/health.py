@@ -56,6 +56,7 @@ class AgentState:
     last_error_time: float | None = None
     store_dirs: Callable[[], Iterable[str]] = tuple  # the IPAM data dirs /readyz must be able to write
     reconcile: Callable[[], dict[str, Any]] = dict  # the reconciler's report for /status
+    engines: Callable[[], list[dict[str, Any]]] = list  # the engine processes, for /status (loxi.agent.engine)
     lock: threading.Condition = field(default_factory=threading.Condition)
 
     def note_error(self, message: str) -> None:
@@ -83,6 +84,7 @@ class AgentState:
             }
         doc["ready"] = self.readiness()
         doc["reconciler"] = self.reconcile()
+        doc["engines"] = self.engines()
         return doc
 
 

@@ -77,6 +77,10 @@ class AgentServer(socketserver.UnixStreamServer):
         self.shutdown_request(request)
         self.end()
 
+    def wants_phases(self) -> bool:
+        """Whether a call's engine phases are timed (for the metrics' histograms)."""
+        return self.metrics is not None
+
     def begin(self) -> None:
         with self.state.lock:
             self.state.in_flight += 1

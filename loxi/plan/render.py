@@ -126,6 +126,11 @@ def agent_text(agent: dict[str, Any] | None) -> str:
         f"  last error: {agent.get('last_error') or 'none'}"
         + (f" at {agent['last_error_time']}" if agent.get("last_error_time") else ""),
     ]
+    engines = agent.get("engines") or []
+    if len(engines) > 1:
+        up = sum(1 for e in engines if e.get("serving"))
+        served = ", ".join(f"{e.get('requests_served')} (pid {e.get('pid')})" for e in engines)
+        lines.append(f"  engines: {up} of {len(engines)} serving; requests served by each: {served}")
     rec = agent.get("reconciler") or {}
     if not rec.get("enabled"):
         lines.append("  reconciler: off (--no-reconcile)")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bench.run import process_cpu_clock, process_cpu_s
+from bench.run import AgentCpu
 from loxi.agent.protocol import encode_request, recv_reply
 from tests.conftest import AgentProcess, Node, make_conf
 
@@ -49,8 +49,8 @@ def test_the_agent_serves_add_check_del_from_a_node_namespace(node, agent):
 
 
 def agent_cpu_s(agent: AgentProcess) -> float:
-    """The agent's CPU time, all threads: it grows only when it serves."""
-    return process_cpu_s(process_cpu_clock(agent.proc.pid))
+    """The agent's CPU time, all threads of all its engine processes: it grows only when it serves."""
+    return AgentCpu(agent.proc.pid).cpu_s(refresh=True)
 
 
 def test_the_conf_key_agent_socket_routes_calls_to_that_agent(node, agent):

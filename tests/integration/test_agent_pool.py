@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import threading
 import time
@@ -110,7 +112,8 @@ def silent(agent: AgentProcess) -> socket.socket:
 
 
 def test_a_request_over_the_bound_is_refused_and_the_client_runs_it_in_process(node, agents):
-    agent = agents("--workers", "1", "--max-waiting", "1", "--request-timeout", "20")
+    # one engine: the bound is per engine process (each has its own workers and queue)
+    agent = agents("--engines", "1", "--workers", "1", "--max-waiting", "1", "--request-timeout", "20")
     warm = Node(node.ns, node.data_dir, node.factory, str(agent.socket))
     conf = make_conf(warm.data_dir)
     pod = warm.pod()
@@ -145,3 +148,64 @@ def test_a_request_over_the_bound_is_refused_and_the_client_runs_it_in_process(n
     assert status(agent)["requests_served"] == 1
     assert warm.cni("DEL", conf, container_id="over-bound", netns=pod.path).rc == 0
     assert node.store_files("loxilight_cni") == []
+
+
+def serving_engines(agent: AgentProcess, want: int, starts: int = 1, timeout: float = 30.0) -> list[dict]:
+    """/status's engines once `want` serve and the last has been started `starts` times (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        engines = status(agent)["engines"]
+        up = sum(1 for e in engines if e["serving"]) == want and engines[-1]["starts"] == starts
+        if up or time.monotonic() > deadline:
+            return engines
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_engine_processes_share_the_socket_and_keep_one_set_of_books(node, agents):
+    """--engines 2: a child engine accepts on the agent's socket; what it serves is counted by the agent
+    (/status, metrics, nothing in flight); a killed child is started again; SIGTERM stops it too."""
+    agent = agents("--engines", "2")
+    engines = serving_engines(agent, 2)
+    assert [e["engine"] for e in engines] == [1, 2] and all(e["serving"] for e in engines), engines
+    child = engines[1]["pid"]
+    warm = Node(node.ns, node.data_dir, node.factory, str(agent.socket))
+    conf = make_conf(warm.data_dir, ipam={**make_conf(warm.data_dir)["ipam"], "subnet": "10.251.10.0/24"})
+    burst = 30
+    pods = [warm.pod() for _ in range(burst)]
+    with ThreadPoolExecutor(10) as pool:
+        adds = list(pool.map(lambda i: warm.cni("ADD", conf, container_id=f"eng{i}", netns=pods[i].path), range(burst)))
+    assert [a.rc for a in adds] == [0] * burst, [a for a in adds if a.rc != 0][:1]
+    assert len({a.json["ips"][0]["address"] for a in adds}) == burst  # one store, two processes, no duplicate
+    doc = status(agent)
+    by_engine = [e["requests_served"] for e in doc["engines"]]
+    assert doc["requests_served"] == burst and sum(by_engine) == burst and doc["in_flight"] == 0, doc
+    assert all(n > 0 for n in by_engine), f"both engines accept: {by_engine}"
+    assert fallbacks(agent, "agent-busy") == 0
+    _, text = fetch(status_socket(str(agent.socket)), "/metrics")
+    calls = sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "loxi_cni_calls_total" and sample.labels.get("command") == "ADD"
+    )
+    assert calls == burst, text
+
+    os.kill(child, signal.SIGKILL)  # the agent counts its books as closed and starts it again
+    engines = serving_engines(agent, 2, starts=2)
+    assert engines[1]["pid"] != child and engines[1]["starts"] == 2 and engines[1]["serving"], engines
+    assert "engine 2" in (status(agent)["last_error"] or "")
+    for i in range(burst):
+        assert warm.cni("DEL", conf, container_id=f"eng{i}", netns=pods[i].path).rc == 0
+    assert node.store_files("loxilight_cni") == [] and node.ns.loxi_links() == []
+    assert status(agent)["in_flight"] == 0
+    restarted = engines[1]["pid"]
+    agent.stop()
+    assert agent.proc.returncode == 0 and not alive(restarted)
