@@ -67,13 +67,30 @@ class AgentProcess:
             argv = [*enter, str(agent_path()), "--socket", str(self.socket), *options]
             self.proc = subprocess.Popen(argv, stderr=log)
         # Python runs ~16x slower inside the kernel tier's emulated guest (tests/kernel/qemu.py).
-        for _ in range(200 * (10 if os.environ.get("LOXI_IN_GUEST") == "1" else 1)):
+        slow = 10 if os.environ.get("LOXI_IN_GUEST") == "1" else 1
+        for _ in range(200 * slow):
             if self.socket.exists():
+                self._wait_for_engines(30.0 * slow)
                 return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
         raise RuntimeError(f"loxi-agent did not start: {self.log.read_text()}")
+
+    def _wait_for_engines(self, timeout: float) -> None:
+        """Until every engine process serves (loxi.agent.engine): a test then never measures, or races,
+        an engine still starting. An agent whose status cannot be read yet is asked again."""
+        from loxi.agent.status import fetch, status_socket
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                code, doc = fetch(status_socket(str(self.socket)))
+            except OSError:
+                code, doc = 0, {}
+            if code == 200 and all(e.get("serving") for e in doc.get("engines", [])):
+                return
+            time.sleep(0.05)
 
     def stop(self) -> None:
         stop_process(self.proc)

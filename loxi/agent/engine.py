@@ -25,6 +25,7 @@ import argparse
 import base64
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import signal
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loxi.agent.handler import Handler
@@ -66,7 +67,7 @@ class EngineServer(AgentServer):
         self.write_lock = threading.Lock()
         self.ack_lock = threading.Lock()
         self.phases = phases
-        self.seen: set[tuple[bytes, bool]] = set()
+        self.seen: set[tuple[bytes, bool]] = set()  # (digest of an ADD's conf, local) sent already
         self.state = AgentState()  # only in_flight, for this child's own drain
 
     def wants_phases(self) -> bool:
@@ -95,7 +96,7 @@ class EngineServer(AgentServer):
             "timings": timings,
             "local": local,
         }
-        key = (stdin, local)
+        key = (hashlib.blake2b(stdin, digest_size=16).digest(), local)
         if rc == 0 and environ.get("CNI_COMMAND") == "ADD" and key not in self.seen:
             event["stdin"] = base64.b64encode(stdin).decode()
             if len(self.seen) >= SEEN_STDINS:
@@ -132,7 +133,6 @@ class _Slot:
     starts: int = 0
     served: int = 0
     serving: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Engines:
@@ -200,7 +200,6 @@ class Engines:
                 self.server.state.note_error(f"engine {slot.index} (pid {slot.pid}) exited with status {rc}")
                 log(f"engine {slot.index} (pid {slot.pid}) exited with status {rc}; restarting", level="error")
                 time.sleep(RESPAWN_DELAY)
-        slot.done.set()
 
     def _relay(self, slot: _Slot, books: socket.socket) -> None:
         server = self.server
