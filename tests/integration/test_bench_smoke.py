@@ -84,8 +84,14 @@ def test_quick_benchmark_reports_both_plugins_and_cleans_up(tmp_path: Path):
         checks = report["plugins"][key]["samples_ms"]["CHECK"]
         assert min(adds) + min(checks) - 0.01 <= pair[key] <= max(adds) + max(checks) + 0.01, (pair, key)
     assert figures["ADD+CHECK pair CPU, processes + agent (mean)"]["loxi-cni+agent"] > 0
-    loaded = figures[f"ADD median, {report['settings']['background_pods']} pods attached"]
+    background = report["settings"]["background_pods"]
+    loaded = figures[f"ADD median, {background} pods attached"]
     assert all(loaded[key] > 0 for key in expected)
+    # the ratio's 0 is the ADDs on each plugin's empty twin node, made beside the loaded ones
+    beside = figures["ADD median, 0 pods attached, beside those"]
+    ratio = figures[f"ADD median {background} pods / 0 pods"]
+    assert all(abs(ratio[key] - loaded[key] / beside[key]) < 1e-9 for key in expected), (ratio, loaded, beside)
+    assert all(len(report["plugins"][key]["samples_ms"]["ADD@bg0"]) == report["settings"]["rounds"] for key in expected)
     assert any(name.startswith("burst ") and name.endswith("pods/s") for name in figures)
     assert "loxi-cni" in proc.stdout and "ADD median" in proc.stdout
     # the agent's CPU is summed over its engine processes, which the run waited for and names
