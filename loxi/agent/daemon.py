@@ -190,8 +190,9 @@ def serve(path: str, request_timeout: float = REQUEST_TIMEOUT, options: AgentOpt
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         engines.stop()
+        deadline = time.monotonic() + options.drain_timeout  # one budget for the drain and the engines' exit
         left = server.drain(options.drain_timeout)  # the engines' requests included: they keep their books here
-        engines.join(options.drain_timeout)
+        engines.join(max(0.0, deadline - time.monotonic()) + 1.0)
         if left:
             log(f"exiting with {left} request(s) still in flight after {options.drain_timeout:g} s", level="error")
         state.serving = False

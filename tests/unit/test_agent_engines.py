@@ -93,3 +93,17 @@ def test_a_failed_calls_answer_travels_for_its_error_code() -> None:
 def test_the_default_is_one_engine_per_cpu_up_to_the_cap(monkeypatch: pytest.MonkeyPatch, cpus: int, want: int) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
     assert engine.default_engines() == want
+
+
+def test_loxi_plan_show_names_the_engines_when_there_are_several() -> None:
+    from loxi.plan.render import agent_text
+
+    doc: dict[str, Any] = {"pid": 10, "requests_served": 7, "in_flight": 0, "ready": {"engine imported": True}}
+    doc["reconciler"] = {"enabled": False}
+    assert "engines:" not in agent_text({**doc, "engines": [{"engine": 1, "pid": 10, "serving": True}]})
+    engines = [
+        {"engine": 1, "pid": 10, "serving": True, "requests_served": 4},
+        {"engine": 2, "pid": 11, "serving": False, "requests_served": 3},
+    ]
+    text = agent_text({**doc, "engines": engines})
+    assert "  engines: 1 of 2 serving; requests served by each: 4 (pid 10), 3 (pid 11)" in text.splitlines()
