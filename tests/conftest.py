@@ -92,6 +92,14 @@ class AgentProcess:
                 return
             time.sleep(0.05)
 
+    def engine_pids(self) -> set[int]:
+        """The pids of the agent's engine processes (itself and its children): a call it served logs one."""
+        from loxi.agent.status import fetch, status_socket
+
+        code, doc = fetch(status_socket(str(self.socket)))
+        assert code == 200, doc
+        return {engine["pid"] for engine in doc["engines"]}
+
     def stop(self) -> None:
         stop_process(self.proc)
 
